@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` (install + start the app), `make test` (install + test).
+# Installs go into a project-local virtual environment; a stamp file per extra makes a second run
+# skip pip entirely, so llama-cpp-python (a ~6 min source build) is compiled once.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test install install-test bench clean
+
+run: $(VENV)/.installed
+	$(PY) app.py $(ARGS)
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest $(ARGS)
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Storyteller needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+bench: $(VENV)/.installed-test
+	$(PY) bench/generation_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,71 @@
+"""`storyteller serve` (and `python app.py`): the web UI on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from storyteller.cli.common import UserError, add_data_dir_option, print_progress
+from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.engine import EngineError, LoadSettings
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("serve", help="start the web UI", description="Start the Storyteller web UI.")
+    add_serve_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_dir_option(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser window")
+    parser.add_argument("--model", metavar="PATH", help="GGUF file to load at start")
+    parser.add_argument("--auth", metavar="USER:PASS", help="require this login (needed off loopback)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_auth(value: str | None, parser: argparse.ArgumentParser) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        parser.error("--auth must look like USER:PASS")
+    return user, password
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    auth = parse_auth(args.auth, parser)
+    if not is_loopback(args.host) and auth is None:
+        parser.error(
+            f"--host {args.host} would let other machines use Storyteller without a login; "
+            "add --auth USER:PASS, or keep the default 127.0.0.1"
+        )
+    ctx = AppContext.open(resolve_data_dir(args.data_dir))
+    print(f"Storyteller data folder: {ctx.data_dir}", file=sys.stderr)
+    if args.model:
+        try:
+            settings = LoadSettings(model_path=args.model)
+            ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        except EngineError as exc:
+            # The UI still starts: the user can pick another model there.
+            print(f"storyteller: could not load {args.model}: {exc}", file=sys.stderr)
+    from storyteller.ui.app import launch
+
+    try:
+        launch(ctx, host=args.host, port=args.port, open_browser=not args.no_browser, auth=auth)
+    finally:
+        ctx.close()
+    return 0

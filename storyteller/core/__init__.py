@@ -1,0 +1,1 @@
+"""App logic without UI or llama.cpp: context, prompts, chats (later: cards, presets, templates)."""

@@ -1,0 +1,165 @@
+"""What the rest of the app knows about an engine: settings, requests, events, and the interface.
+
+Everything here is plain data that pickles, so the same types cross the pipe to the worker
+process and could cross a network to a remote engine later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from storyteller.engine.sampling import SamplerSettings
+
+KvCacheType = Literal["f16", "q8_0", "q4_0"]
+StopReason = Literal["stop", "eos", "length", "user"]
+
+
+class EngineError(RuntimeError):
+    """A request the engine refused or could not carry out; the message is meant for the user."""
+
+
+class WorkerCrashed(EngineError):
+    """The worker process died; the message names the exit status and llama.cpp's last log lines."""
+
+    def __init__(self, message: str, exit_code: int | None, log_tail: list[str]):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.log_tail = log_tail
+
+
+class LoadSettings(BaseModel):
+    """How to load a model. Changing any of these means loading the model again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: str
+    # "auto" offloads every layer when the build can offload to a GPU, none otherwise.
+    n_gpu_layers: int | Literal["auto"] = "auto"
+    n_ctx: int = Field(4096, ge=256, le=1 << 20)
+    n_batch: int = Field(512, ge=16, le=8192)
+    n_threads: int | None = Field(None, ge=1, le=512)
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    cache_type_k: KvCacheType = "f16"
+    cache_type_v: KvCacheType = "f16"
+    use_mmap: bool = True
+    use_mlock: bool = False
+    # Experts used per token for MoE models; None keeps the model's own value.
+    expert_used_count: int | None = Field(None, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _quantized_v_cache_needs_flash_attention(self) -> LoadSettings:
+        if self.cache_type_v != "f16" and self.flash_attn == "off":
+            raise ValueError("a quantized V cache (q8_0/q4_0) needs flash attention on")
+        if isinstance(self.n_gpu_layers, int) and self.n_gpu_layers < -1:
+            raise ValueError("n_gpu_layers must be -1 (all), 0 or more, or 'auto'")
+        return self
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of prompt text. Special tokens (``<|im_end|>``…) are parsed only in template text."""
+
+    text: str
+    kind: Literal["template", "content"] = "content"
+
+
+@dataclass
+class GenerateRequest:
+    # Either text segments (tokenized by the engine, BOS added when the model wants one) or the
+    # exact token ids to send, BOS included.
+    prompt: list[Segment] | list[int]
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    max_tokens: int = 512
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    architecture: str
+    n_ctx: int  # llama.cpp's padded value: use this one, not the requested one
+    n_ctx_train: int
+    n_layers: int
+    n_params: int
+    size_bytes: int
+    expert_count: int
+    expert_used_count: int
+    gpu_layers: int
+    chat_template: str | None
+    bos_text: str | None
+    eos_text: str | None
+    load_seconds: float
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int  # the whole prompt, BOS included
+    reused_tokens: int  # of those, already in the KV cache
+    evaluated_tokens: int  # prompt_tokens - reused_tokens
+    generated_tokens: int
+    prompt_tps: float | None  # None when nothing was timed
+    gen_tps: float | None
+    stop_reason: StopReason
+
+    def as_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "reused_tokens": self.reused_tokens,
+            "evaluated_tokens": self.evaluated_tokens,
+            "generated_tokens": self.generated_tokens,
+            "prompt_tps": self.prompt_tps,
+            "gen_tps": self.gen_tps,
+            "stop_reason": self.stop_reason,
+        }
+
+
+@dataclass
+class LoadProgress:
+    fraction: float
+
+
+@dataclass
+class PromptProgress:
+    done: int
+    total: int
+
+
+@dataclass
+class TextChunk:
+    text: str
+
+
+@dataclass
+class Done:
+    text: str  # without the stop string
+    token_ids: list[int]  # the sampled ids behind `text`: store them to resend the reply exactly
+    prompt_token_ids: list[int]
+    stats: GenerationStats
+
+
+GenerationEvent = PromptProgress | TextChunk | Done
+
+
+class Engine(Protocol):
+    """One loaded model serving one request at a time."""
+
+    @property
+    def model_info(self) -> ModelInfo | None: ...
+
+    def load(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo: ...
+
+    def generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:
+        """Streams events; the last one is Done. Raises EngineError (or WorkerCrashed)."""
+        ...
+
+    def stop(self) -> None:
+        """Asks the running request to end soon (also during prompt processing); safe at any time."""
+        ...
+
+    def tokenize(self, prompt: list[Segment]) -> list[int]: ...
+
+    def unload(self) -> None: ...

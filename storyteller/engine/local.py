@@ -1,0 +1,217 @@
+"""The app-side half of the local engine: starts a worker process per loaded model and talks to it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from storyteller.engine.interface import (
+    Done,
+    EngineError,
+    GenerateRequest,
+    GenerationEvent,
+    LoadProgress,
+    LoadSettings,
+    ModelInfo,
+    Segment,
+    WorkerCrashed,
+)
+from storyteller.engine.worker import Command, worker_main
+
+LOG_TAIL_LINES = 8
+POLL_SECONDS = 0.05
+
+
+def gpu_offload_supported() -> bool:
+    """Whether this llama-cpp-python build can offload layers to a GPU (CUDA, Metal, Vulkan…)."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LocalEngine:
+    """Runs one model in a child process; one request at a time (callers queue on a lock)."""
+
+    def __init__(self, log_dir: Path | None = None):
+        self.log_dir = Path(log_dir or tempfile.gettempdir())
+        self._mp = multiprocessing.get_context("spawn")
+        self._stop_event = self._mp.Event()
+        self._lock = threading.Lock()  # one request at a time: llama.cpp's context is not shareable
+        self._process = None
+        self._conn = None
+        self._lifeline = None
+        self._info: ModelInfo | None = None
+        self.settings: LoadSettings | None = None
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        return self._info if self._process is not None and self._process.is_alive() else None
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "engine-worker.log"
+
+    def load(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
+        """Starts a worker for `settings` (ending any previous one) and waits until the model is loaded."""
+        with self._lock:
+            self._end_worker()
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            parent_conn, child_conn = self._mp.Pipe()
+            lifeline_read, lifeline_write = self._mp.Pipe(duplex=False)
+            self._stop_event.clear()
+            process = self._mp.Process(
+                target=worker_main,
+                args=(child_conn, lifeline_read, self._stop_event, str(self.log_path), settings),
+                name="storyteller-engine",
+                daemon=True,
+            )
+            process.start()
+            child_conn.close()
+            lifeline_read.close()
+            self._process, self._conn, self._lifeline = process, parent_conn, lifeline_write
+            try:
+                while True:
+                    kind, *rest = self._receive()
+                    if kind == "progress":
+                        if on_progress:
+                            on_progress(rest[0].fraction)
+                    elif kind == "loaded":
+                        self._info, self.settings = rest[0], settings
+                        return self._info
+                    elif kind == "error":
+                        self._end_worker()
+                        raise EngineError(rest[0])
+            except BaseException:
+                self._end_worker()
+                raise
+
+    def generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:
+        with self._lock:
+            self._require_worker()
+            self._stop_event.clear()
+            self._conn.send(Command("generate", request))
+            finished = False
+            try:
+                while True:
+                    kind, *rest = self._receive()
+                    if kind == "error":
+                        finished = True
+                        raise EngineError(rest[0])
+                    event = rest[0]
+                    finished = isinstance(event, Done)
+                    yield event
+                    if finished:
+                        return
+            finally:
+                if not finished and self._process is not None:
+                    self._abandon_request()
+
+    def tokenize(self, prompt: list[Segment]) -> list[int]:
+        with self._lock:
+            self._require_worker()
+            self._conn.send(Command("tokenize", prompt))
+            kind, *rest = self._receive()
+            if kind == "error":
+                raise EngineError(rest[0])
+            return rest[0]
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def unload(self) -> None:
+        self.stop()
+        with self._lock:
+            self._end_worker()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _abandon_request(self) -> None:
+        # The caller stopped listening mid-stream: stop the worker and read up to its Done, so
+        # the next request does not receive this one's leftovers.
+        self._stop_event.set()
+        try:
+            while True:
+                kind, *rest = self._receive()
+                if kind == "error" or isinstance(rest[0], Done):
+                    return
+        except WorkerCrashed:
+            pass
+
+    def _require_worker(self) -> None:
+        if self._process is None:
+            raise EngineError("no model is loaded")
+        if not self._process.is_alive():
+            self._raise_crash()
+
+    def _receive(self) -> tuple:
+        while True:
+            try:
+                if self._conn.poll(POLL_SECONDS):
+                    return self._conn.recv()
+            except (EOFError, OSError):
+                self._raise_crash()
+            if not self._process.is_alive():
+                if self._conn.poll(0):
+                    continue  # drain what it sent before it exited
+                self._raise_crash()
+
+    def _raise_crash(self):
+        process = self._process
+        process.join(timeout=5)
+        code = process.exitcode
+        tail = self._log_tail()
+        self._end_worker()
+        raise WorkerCrashed(describe_exit(code, tail), code, tail)
+
+    def _log_tail(self) -> list[str]:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if line.strip()][-LOG_TAIL_LINES:]
+
+    def _end_worker(self) -> None:
+        process, self._process = self._process, None
+        self._info = None
+        if process is None:
+            return
+        if process.is_alive():
+            try:
+                self._conn.send(Command("shutdown"))
+            except (OSError, ValueError):
+                pass
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        for handle in (self._conn, self._lifeline):
+            if handle is not None:
+                handle.close()
+        self._conn = self._lifeline = None
+
+
+def describe_exit(code: int | None, log_tail: list[str]) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        how = f"was killed by {name}"
+        if name == "SIGABRT":
+            how += " (llama.cpp aborted)"
+        elif name == "SIGKILL":
+            how += " (out of memory, or killed from outside)"
+    else:
+        how = f"exited with code {code}"
+    message = f"The model worker {how}. The app and your chats are fine; load the model again to go on."
+    if log_tail:
+        message += "\nLast lines from llama.cpp:\n" + "\n".join(log_tail)
+    return message

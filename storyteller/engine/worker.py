@@ -1,0 +1,466 @@
+"""The engine worker: a spawned child process that owns one llama.cpp model and context.
+
+llama.cpp aborts the whole process on many bad inputs and only gives GPU memory back when the
+process ends, so it lives here and never in the app process. The worker talks to the app over a
+pipe; it ends by itself when the app goes away (a lifeline pipe reaches EOF, even after kill -9).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from storyteller.engine.interface import (
+    Done,
+    EngineError,
+    GenerateRequest,
+    GenerationStats,
+    LoadProgress,
+    LoadSettings,
+    ModelInfo,
+    PromptProgress,
+    Segment,
+    TextChunk,
+)
+from storyteller.engine.sampling import build_sampler_chain
+from storyteller.engine.stopping import StopStringMatcher
+
+KV_CACHE_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}
+ALL_LAYERS = 999_999
+PROMPT_PROGRESS_EVERY_S = 0.25
+
+
+@dataclass
+class Command:
+    name: str  # "generate" | "tokenize" | "shutdown"
+    payload: object = None
+
+
+def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSettings) -> None:
+    """Entry point of the worker process."""
+    _redirect_output(log_path)
+    # On abort ggml would attach gdb for a backtrace: slow, and it buries the one line that
+    # says why. The app shows the log's last lines instead.
+    os.environ["GGML_NO_BACKTRACE"] = "1"
+    threading.Thread(target=_exit_when_app_dies, args=(lifeline,), daemon=True).start()
+    try:
+        model = LoadedModel(settings, on_progress=lambda f: conn.send(("progress", LoadProgress(f))))
+    except EngineError as exc:
+        conn.send(("error", str(exc)))
+        return
+    conn.send(("loaded", model.info))
+    while True:
+        try:
+            command: Command = conn.recv()
+        except (EOFError, OSError):
+            return
+        if command.name == "shutdown":
+            return
+        try:
+            if command.name == "generate":
+                for event in model.generate(command.payload, stop_event):
+                    conn.send(("event", event))
+            elif command.name == "tokenize":
+                conn.send(("result", model.tokenize(command.payload)))
+            else:
+                conn.send(("error", f"unknown command {command.name!r}"))
+        except EngineError as exc:
+            conn.send(("error", str(exc)))
+
+
+def _redirect_output(log_path: str) -> None:
+    # llama.cpp writes to the C-level stderr, and ggml prints its abort reason there just before
+    # abort(): keep both in a file the app reads when this process dies.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+def _exit_when_app_dies(lifeline) -> None:
+    try:
+        lifeline.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
+
+
+class LoadedModel:
+    """A model and its context, with the token-level generation loop."""
+
+    def __init__(self, settings: LoadSettings, on_progress=None, cb_eval=None):
+        import llama_cpp
+        from llama_cpp import _logger
+
+        _logger.logger.setLevel("INFO")  # llama.cpp's info lines go to the log file
+        self.lib = llama_cpp
+        self.settings = settings
+        started = time.perf_counter()
+        expert_count, expert_used_default = _validate_gguf(settings)
+        llama_cpp.llama_backend_init()
+
+        params = llama_cpp.llama_model_default_params()
+        if settings.n_gpu_layers == "auto":
+            params.n_gpu_layers = ALL_LAYERS if llama_cpp.llama_supports_gpu_offload() else 0
+        else:
+            params.n_gpu_layers = ALL_LAYERS if settings.n_gpu_layers == -1 else settings.n_gpu_layers
+        params.use_mmap = settings.use_mmap
+        params.use_mlock = settings.use_mlock
+        self._keep_alive = []
+        if on_progress is not None:
+            params.progress_callback = self._progress_callback(on_progress)
+        if settings.expert_used_count is not None:
+            params.kv_overrides = self._expert_override(settings.expert_used_count)
+
+        self.model = llama_cpp.llama_model_load_from_file(settings.model_path.encode(), params)
+        if not self.model:
+            raise EngineError(f"llama.cpp could not load {settings.model_path} (see the log for why)")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.ctx = None
+        self.create_context(cb_eval)
+        self.batch = llama_cpp.llama_batch_init(settings.n_batch, 0, 1)
+        self.cached: list[int] = []  # the tokens whose K/V sit in the context, in position order
+        self._abort_flag = None
+        self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._abort_flag is not None and self._abort_flag.is_set())
+        self._space_prefix = self._adds_space_prefix()
+        n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.eog_tokens = [t for t in range(n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)]
+
+        arch = self._meta("general.architecture") or "unknown"
+        self.info = ModelInfo(
+            path=settings.model_path,
+            architecture=arch,
+            n_ctx=llama_cpp.llama_n_ctx(self.ctx),
+            n_ctx_train=llama_cpp.llama_model_n_ctx_train(self.model),
+            n_layers=llama_cpp.llama_model_n_layer(self.model),
+            n_params=llama_cpp.llama_model_n_params(self.model),
+            size_bytes=llama_cpp.llama_model_size(self.model),
+            expert_count=expert_count,
+            expert_used_count=settings.expert_used_count or expert_used_default,
+            gpu_layers=min(params.n_gpu_layers, llama_cpp.llama_model_n_layer(self.model) + 1),
+            chat_template=self._meta("tokenizer.chat_template"),
+            bos_text=self._token_text(llama_cpp.llama_vocab_bos(self.vocab)),
+            eos_text=self._token_text(llama_cpp.llama_vocab_eos(self.vocab)),
+            load_seconds=time.perf_counter() - started,
+        )
+
+    # --- set-up ---------------------------------------------------------------------------
+
+    def create_context(self, cb_eval=None) -> None:
+        """(Re)creates the context. The eval callback (router capture) can only be given here."""
+        lib, s = self.lib, self.settings
+        if self.ctx is not None:
+            lib.llama_free(self.ctx)
+            self.cached = []
+        params = lib.llama_context_default_params()
+        params.n_ctx = s.n_ctx
+        params.n_batch = s.n_batch
+        params.n_ubatch = min(s.n_batch, 512)
+        threads = s.n_threads or max(1, os.cpu_count() or 1)
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        params.flash_attn_type = {
+            "auto": lib.LLAMA_FLASH_ATTN_TYPE_AUTO,
+            "on": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            "off": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }[s.flash_attn]
+        params.type_k = KV_CACHE_GGML_TYPES[s.cache_type_k]
+        params.type_v = KV_CACHE_GGML_TYPES[s.cache_type_v]
+        params.no_perf = True
+        if cb_eval is not None:
+            params.cb_eval = cb_eval
+            self._keep_alive.append(cb_eval)
+        self.ctx = lib.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            raise EngineError("llama.cpp could not create a context (too little memory for this n_ctx?)")
+
+    def _progress_callback(self, on_progress):
+        last = [-1.0]
+
+        def report(fraction: float, _data) -> bool:
+            if fraction - last[0] >= 0.02 or fraction >= 1.0:
+                last[0] = fraction
+                on_progress(float(fraction))
+            return True
+
+        callback = self.lib.llama_progress_callback(report)
+        self._keep_alive.append(callback)
+        return callback
+
+    def _expert_override(self, count: int):
+        lib = self.lib
+        arch = _gguf_architecture(self.settings.model_path)
+        overrides = (lib.llama_model_kv_override * 2)()
+        overrides[0].tag = lib.LLAMA_KV_OVERRIDE_TYPE_INT
+        overrides[0].key = f"{arch}.expert_used_count".encode()
+        overrides[0].value.val_i64 = count
+        overrides[1].key = b""  # terminator
+        self._keep_alive.append(overrides)
+        return overrides
+
+    def _meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self.lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):  # a long chat template
+            buf = ctypes.create_string_buffer(n + 1)
+            self.lib.llama_model_meta_val_str(self.model, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", errors="replace")
+
+    def _token_text(self, token: int) -> str | None:
+        if token < 0:
+            return None
+        text = self.lib.llama_vocab_get_text(self.vocab, token)
+        return text.decode("utf-8", errors="replace") if text else None
+
+    def _adds_space_prefix(self) -> bool:
+        tokens = self._tokenize_text("a", parse_special=False)
+        return bool(tokens) and self._piece(tokens[0]).startswith(b" ")
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def _tokenize_text(self, text: str, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (self.lib.llama_token * capacity)()
+        n = self.lib.llama_tokenize(self.vocab, data, len(data), buf, capacity, False, parse_special)
+        if n < 0:
+            capacity = -n
+            buf = (self.lib.llama_token * capacity)()
+            n = self.lib.llama_tokenize(self.vocab, data, len(data), buf, capacity, False, parse_special)
+        return list(buf[:n])
+
+    def tokenize(self, prompt: list[Segment]) -> list[int]:
+        """Segments to ids: BOS when the model wants one, special tokens only in template text."""
+        tokens: list[int] = []
+        for i, segment in enumerate(prompt):
+            if not segment.text:
+                continue
+            parse_special = segment.kind == "template"
+            if i > 0 and self._space_prefix:
+                # SentencePiece vocabs add a space at the start of every tokenize call; a segment
+                # in mid-prompt must not get one, so tokenize it behind a newline and drop that.
+                marker = self._tokenize_text("\n", False)
+                ids = self._tokenize_text("\n" + segment.text, parse_special)
+                if ids[: len(marker)] == marker:
+                    ids = ids[len(marker) :]
+            else:
+                ids = self._tokenize_text(segment.text, parse_special)
+            tokens.extend(ids)
+        bos = self.lib.llama_vocab_bos(self.vocab)
+        if self.lib.llama_vocab_get_add_bos(self.vocab) and bos >= 0 and (not tokens or tokens[0] != bos):
+            tokens.insert(0, bos)
+        return tokens
+
+    def _piece(self, token: int) -> bytes:
+        buf = ctypes.create_string_buffer(256)
+        n = self.lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    # --- generation -----------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest, stop_event):
+        lib = self.lib
+        prompt = (
+            list(request.prompt)
+            if request.prompt and isinstance(request.prompt[0], int)
+            else self.tokenize(request.prompt)
+        )
+        n_ctx = self.info.n_ctx
+        if not prompt:
+            raise EngineError("the prompt is empty")
+        if len(prompt) >= n_ctx:
+            raise EngineError(f"the prompt has {len(prompt)} tokens; the context holds {n_ctx}")
+        n_vocab = lib.llama_vocab_n_tokens(self.vocab)
+        if any(t < 0 or t >= n_vocab for t in prompt):
+            raise EngineError("the prompt holds token ids outside this model's vocabulary")
+
+        reused = self._reuse_prefix(prompt)
+        t0 = time.perf_counter()
+        stopped_in_prompt = not (yield from self._evaluate(prompt, reused, stop_event))
+        prompt_seconds = time.perf_counter() - t0
+        evaluated = len(prompt) - reused
+        if stopped_in_prompt:
+            stats = GenerationStats(len(prompt), reused, evaluated, 0, None, None, "user")
+            yield Done("", [], prompt, stats)
+            return
+
+        sampler = build_sampler_chain(lib, self.vocab, request.sampler, self.info.n_ctx, self.eog_tokens)
+        matcher = StopStringMatcher(request.stop)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sampled: list[int] = []
+        token_ends: list[int] = []  # length of the decoded text after each sampled token
+        stop_reason = "length"
+        t1 = time.perf_counter()
+        try:
+            while len(sampled) < request.max_tokens:
+                if stop_event.is_set():
+                    stop_reason = "user"
+                    break
+                token = lib.llama_sampler_sample(sampler, self.ctx, -1)
+                if lib.llama_vocab_is_eog(self.vocab, token):
+                    stop_reason = "eos"
+                    break
+                sampled.append(token)
+                safe = matcher.feed(decoder.decode(self._piece(token)))
+                token_ends.append(len(matcher.text) if not matcher.stopped else len(matcher.text) + 1)
+                if safe:
+                    yield TextChunk(safe)
+                if matcher.stopped:
+                    stop_reason = "stop"
+                    break
+                if len(self.cached) + 1 >= n_ctx:
+                    break  # context full; context shift comes with the chat service
+                if not self._decode([token], len(self.cached), want_logits=True):
+                    raise EngineError("llama.cpp failed to evaluate a generated token")
+                self.cached.append(token)
+        finally:
+            lib.llama_sampler_free(sampler)
+        gen_seconds = time.perf_counter() - t1
+        if not matcher.stopped:
+            tail = matcher.feed(decoder.decode(b"", final=True)) + matcher.flush()
+            if tail:
+                yield TextChunk(tail)
+        kept = [t for t, end in zip(sampled, token_ends) if end <= len(matcher.text)]
+        stats = GenerationStats(
+            prompt_tokens=len(prompt),
+            reused_tokens=reused,
+            evaluated_tokens=evaluated,
+            generated_tokens=len(sampled),
+            prompt_tps=evaluated / prompt_seconds if evaluated and prompt_seconds > 0 else None,
+            gen_tps=len(sampled) / gen_seconds if sampled and gen_seconds > 0 else None,
+            stop_reason=stop_reason,
+        )
+        yield Done(matcher.text, kept, prompt, stats)
+
+    def _reuse_prefix(self, prompt: list[int]) -> int:
+        """Keeps the longest cached prefix of the prompt and drops the rest of the KV cache.
+
+        This is the hook for KV-cache edits between requests (a context shift replaces it).
+        """
+        common = 0
+        for a, b in zip(self.cached, prompt):
+            if a != b:
+                break
+            common += 1
+        if common == len(prompt):
+            common -= 1  # the last prompt token is evaluated again to get fresh logits
+        memory = self.lib.llama_get_memory(self.ctx)
+        if not self.lib.llama_memory_seq_rm(memory, 0, common, -1):
+            self.lib.llama_memory_clear(memory, True)
+            common = 0
+        self.cached = self.cached[:common]
+        return common
+
+    def _evaluate(self, prompt: list[int], start: int, stop_event):
+        """Evaluates prompt[start:] in batches, yielding progress; returns False when stopped.
+
+        What was evaluated before a stop stays cached, so asking again continues from there.
+        """
+        lib = self.lib
+        # The abort callback is what lets Stop act inside a long batch; llama.cpp calls it after
+        # every graph node, so it is installed only for prompt batches.
+        self._abort_flag = stop_event
+        lib.llama_set_abort_callback(self.ctx, self._abort_cb, None)
+        try:
+            total = len(prompt) - start
+            last_report = 0.0
+            pos = start
+            while pos < len(prompt):
+                if stop_event.is_set():
+                    return False
+                chunk = prompt[pos : pos + self.settings.n_batch]
+                last = pos + len(chunk) == len(prompt)
+                result = self._decode(chunk, pos, want_logits=last)
+                if result == 2 or stop_event.is_set() and not result:
+                    self._keep_evaluated_part(prompt)
+                    return False
+                if not result:
+                    self._keep_evaluated_part(prompt)
+                    raise EngineError(f"llama.cpp failed to evaluate the prompt (code {self._last_code})")
+                self.cached.extend(chunk)
+                pos += len(chunk)
+                now = time.perf_counter()
+                if now - last_report > PROMPT_PROGRESS_EVERY_S:
+                    last_report = now
+                    yield PromptProgress(pos - start, total)
+            return True
+        finally:
+            lib.llama_set_abort_callback(self.ctx, lib.ggml_abort_callback(0), None)
+            self._abort_flag = None
+
+    def _keep_evaluated_part(self, prompt: list[int]) -> None:
+        # After an abort the ubatches already processed stay in memory; keep them as cache.
+        memory = self.lib.llama_get_memory(self.ctx)
+        pos_max = self.lib.llama_memory_seq_pos_max(memory, 0)
+        self.cached = prompt[: pos_max + 1]
+        self.lib.llama_memory_seq_rm(memory, 0, len(self.cached), -1)
+
+    def _decode(self, tokens: list[int], start_pos: int, want_logits: bool) -> int | bool:
+        """One llama_decode call; returns True on success, 2 when aborted, False on failure."""
+        batch = self.batch
+        n = len(tokens)
+        batch.n_tokens = n
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start_pos + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = 0
+        if want_logits:
+            batch.logits[n - 1] = 1
+        code = self.lib.llama_decode(self.ctx, batch)
+        self._last_code = code
+        if code == 0:
+            return True
+        return 2 if code == 2 else False
+
+def _gguf_architecture(path: str) -> str:
+    from gguf import GGUFReader
+
+    return _field_str(GGUFReader(path, "r"), "general.architecture") or "llama"
+
+
+def _field_str(reader, key: str) -> str | None:
+    field = reader.get_field(key)
+    return None if field is None else str(field.contents())
+
+
+def _validate_gguf(settings: LoadSettings) -> tuple[int, int]:
+    """Reads the header before llama.cpp does: a clear error instead of an abort. Returns the experts."""
+    from gguf import GGUFReader
+
+    path = settings.model_path
+    if not os.path.isfile(path):
+        raise EngineError(f"no model file at {path}")
+    try:
+        reader = GGUFReader(path, "r")
+    except Exception as exc:  # the gguf reader raises several types for a malformed file
+        raise EngineError(f"{os.path.basename(path)} is not a readable GGUF file: {exc}") from exc
+    arch = _field_str(reader, "general.architecture") or "unknown"
+    expert_field = reader.get_field(f"{arch}.expert_count")
+    used_field = reader.get_field(f"{arch}.expert_used_count")
+    expert_count = int(expert_field.contents()) if expert_field is not None else 0
+    expert_used = int(used_field.contents()) if used_field is not None else 0
+    wanted = settings.expert_used_count
+    if wanted is not None:
+        if expert_count == 0:
+            raise EngineError(f"{os.path.basename(path)} is not a mixture-of-experts model; leave experts per token unset")
+        if wanted > expert_count:
+            raise EngineError(
+                f"experts per token must be between 1 and {expert_count} for this model (asked for {wanted})"
+            )
+    return expert_count, expert_used

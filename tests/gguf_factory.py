@@ -1,0 +1,124 @@
+"""Writes tiny random-weight Mixtral-style MoE GGUF files for tests and benchmarks.
+
+Architecture `llama` with stacked experts (`ffn_*_exps`), a SentencePiece vocabulary with the
+special tokens, the 256 `<0xXX>` byte tokens and a few hundred unique word pieces, and a chat
+template in the metadata. Random weights give random text, but llama.cpp runs it like a real model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter, TokenType
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]"
+    "{% else %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+WORDS = (
+    "the a an and of to in is was it he she they you I we that this with for on at by from as be "
+    "story dragon knight castle forest night day sword magic king queen river mountain dark light "
+    "said asked whispered smiled walked ran looked turned opened closed found lost old young "
+    "hello world once upon time there lived far away land sea sky fire water stone wind tree"
+).split()
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    n_embd: int = 64
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_layer: int = 2
+    n_ff: int = 96
+    n_expert: int = 4
+    n_expert_used: int = 2
+    context_length: int = 4096
+    seed: int = 1234
+    duplicate_token: bool = False  # a vocab that repeats a token string: llama.cpp aborts on it
+
+
+def vocabulary(duplicate_token: bool = False) -> tuple[list[str], list[float], list[int]]:
+    tokens = ["<unk>", "<s>", "</s>", "[INST]", "[/INST]"]
+    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL, TokenType.CONTROL, TokenType.CONTROL]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [TokenType.BYTE] * 256
+    pieces: list[str] = ["▁"]
+    pieces += [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    pieces += [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+    pieces += list(".,!?;:'\"-()0123456789")
+    pieces += ["▁" + c for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+    pieces += ["▁" + w for w in WORDS] + [w for w in WORDS if len(w) > 2]
+    seen: set[str] = set(tokens)
+    for piece in pieces:
+        if piece not in seen:
+            seen.add(piece)
+            tokens.append(piece)
+            types.append(TokenType.NORMAL)
+    if duplicate_token:
+        tokens.append("▁the")  # a second token with the same string
+        types.append(TokenType.NORMAL)
+    # SentencePiece scores: longer pieces win merges.
+    scores = [0.0 if t != TokenType.NORMAL else -1000.0 + 10.0 * len(s) for s, t in zip(tokens, types)]
+    return tokens, scores, [int(t) for t in types]
+
+
+def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    tokens, scores, types = vocabulary(spec.duplicate_token)
+    n_vocab = len(tokens)
+    rng = np.random.default_rng(spec.seed)
+    head_dim = spec.n_embd // spec.n_head
+    n_embd_kv = head_dim * spec.n_head_kv
+
+    def weights(*shape: int, scale: float = 0.2) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-moe-test")
+    writer.add_context_length(spec.context_length)
+    writer.add_embedding_length(spec.n_embd)
+    writer.add_block_count(spec.n_layer)
+    writer.add_feed_forward_length(spec.n_ff)
+    writer.add_head_count(spec.n_head)
+    writer.add_head_count_kv(spec.n_head_kv)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_expert_count(spec.n_expert)
+    writer.add_expert_used_count(spec.n_expert_used)
+    writer.add_file_type(0)  # all F32
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+    writer.add_chat_template(CHAT_TEMPLATE)
+
+    writer.add_tensor("token_embd.weight", weights(n_vocab, spec.n_embd, scale=1.0))
+    for i in range(spec.n_layer):
+        p = f"blk.{i}"
+        writer.add_tensor(f"{p}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+        writer.add_tensor(f"{p}.attn_q.weight", weights(spec.n_embd, spec.n_embd))
+        writer.add_tensor(f"{p}.attn_k.weight", weights(n_embd_kv, spec.n_embd))
+        writer.add_tensor(f"{p}.attn_v.weight", weights(n_embd_kv, spec.n_embd))
+        writer.add_tensor(f"{p}.attn_output.weight", weights(spec.n_embd, spec.n_embd))
+        writer.add_tensor(f"{p}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+        writer.add_tensor(f"{p}.ffn_gate_inp.weight", weights(spec.n_expert, spec.n_embd, scale=1.0))
+        writer.add_tensor(f"{p}.ffn_gate_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd))
+        writer.add_tensor(f"{p}.ffn_up_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd))
+        writer.add_tensor(f"{p}.ffn_down_exps.weight", weights(spec.n_expert, spec.n_embd, spec.n_ff))
+    writer.add_tensor("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
+    writer.add_tensor("output.weight", weights(n_vocab, spec.n_embd, scale=1.0))
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
