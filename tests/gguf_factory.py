@@ -101,7 +101,15 @@ def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
     writer.add_add_eos_token(False)
     writer.add_chat_template(CHAT_TEMPLATE)
 
-    writer.add_tensor("token_embd.weight", weights(n_vocab, spec.n_embd, scale=1.0))
+    # A large constant in dimension 0 of every embedding survives the small layers, so the final
+    # hidden state always points that way; the EOS row of the output matrix points against it.
+    # The model then never ends by itself, which keeps streaming tests predictable.
+    embeddings = weights(n_vocab, spec.n_embd, scale=1.0)
+    embeddings[:, 0] = 8.0
+    output = weights(n_vocab, spec.n_embd, scale=1.0)
+    output[2, :] = 0.0
+    output[2, 0] = -5.0
+    writer.add_tensor("token_embd.weight", embeddings)
     for i in range(spec.n_layer):
         p = f"blk.{i}"
         writer.add_tensor(f"{p}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
@@ -115,7 +123,7 @@ def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
         writer.add_tensor(f"{p}.ffn_up_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd))
         writer.add_tensor(f"{p}.ffn_down_exps.weight", weights(spec.n_expert, spec.n_embd, spec.n_ff))
     writer.add_tensor("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-    writer.add_tensor("output.weight", weights(n_vocab, spec.n_embd, scale=1.0))
+    writer.add_tensor("output.weight", output)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

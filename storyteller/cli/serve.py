@@ -8,6 +8,7 @@ import sys
 
 from storyteller.cli.common import UserError, add_data_dir_option, print_progress
 from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.core.models import load_model
 from storyteller.engine import EngineError, LoadSettings
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.model:
         try:
             settings = LoadSettings(model_path=args.model)
-            ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+            load_model(ctx, settings, on_progress=lambda f: print_progress("loading model", f))
         except ValueError as exc:
             raise UserError(str(exc)) from exc
         except EngineError as exc:

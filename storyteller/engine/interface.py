@@ -150,6 +150,9 @@ class Engine(Protocol):
     @property
     def model_info(self) -> ModelInfo | None: ...
 
+    # Why the last worker died (None when it did not), until a model loads again.
+    crash: WorkerCrashed | None
+
     def load(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo: ...
 
     def generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:

@@ -46,10 +46,15 @@ class LocalEngine:
         self._lifeline = None
         self._info: ModelInfo | None = None
         self.settings: LoadSettings | None = None
+        self.crash: WorkerCrashed | None = None  # why the last worker died, until a model loads again
 
     @property
     def model_info(self) -> ModelInfo | None:
-        return self._info if self._process is not None and self._process.is_alive() else None
+        if self._process is not None and not self._process.is_alive() and not self._lock.locked():
+            with self._lock:
+                if self._process is not None:
+                    self._record_crash()
+        return self._info if self._process is not None else None
 
     @property
     def busy(self) -> bool:
@@ -63,6 +68,7 @@ class LocalEngine:
         """Starts a worker for `settings` (ending any previous one) and waits until the model is loaded."""
         with self._lock:
             self._end_worker()
+            self.crash = None
             self.log_dir.mkdir(parents=True, exist_ok=True)
             parent_conn, child_conn = self._mp.Pipe()
             lifeline_read, lifeline_write = self._mp.Pipe(duplex=False)
@@ -147,7 +153,7 @@ class LocalEngine:
 
     def _require_worker(self) -> None:
         if self._process is None:
-            raise EngineError("no model is loaded")
+            raise self.crash or EngineError("no model is loaded")
         if not self._process.is_alive():
             self._raise_crash()
 
@@ -164,12 +170,16 @@ class LocalEngine:
                 self._raise_crash()
 
     def _raise_crash(self):
+        raise self._record_crash()
+
+    def _record_crash(self) -> WorkerCrashed:
         process = self._process
         process.join(timeout=5)
         code = process.exitcode
         tail = self._log_tail()
         self._end_worker()
-        raise WorkerCrashed(describe_exit(code, tail), code, tail)
+        self.crash = WorkerCrashed(describe_exit(code, tail), code, tail)
+        return self.crash
 
     def _log_tail(self) -> list[str]:
         try:

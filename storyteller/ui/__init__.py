@@ -1,0 +1,1 @@
+"""The Gradio UI. Only this package imports gradio; one module per tab."""

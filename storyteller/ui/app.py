@@ -1,0 +1,50 @@
+"""Builds the Gradio app from its tabs and launches it."""
+
+from __future__ import annotations
+
+import os
+
+# Storyteller is private by design: no usage analytics leave this machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from storyteller.core.context import AppContext  # noqa: E402
+from storyteller.core.models import describe_engine  # noqa: E402
+from storyteller.ui import chat_tab, model_tab  # noqa: E402
+
+# Each tab module has build(ctx): it creates its components and wires its events.
+TABS = [chat_tab, model_tab]
+STATUS_REFRESH_SECONDS = 2.0
+
+CSS = """
+#model-status {font-size: 0.9em; opacity: 0.85}
+#chat-stats {font-size: 0.85em; opacity: 0.8; min-height: 1.5em}
+"""
+
+
+def build_ui(ctx: AppContext) -> gr.Blocks:
+    with gr.Blocks(title="Storyteller", analytics_enabled=False) as demo:
+        with gr.Row():
+            gr.Markdown("## Storyteller")
+            status = gr.Markdown(describe_engine(ctx), elem_id="model-status")
+        for tab in TABS:
+            tab.build(ctx)
+        # Loads, unloads and crashes happen in other tabs and sessions: poll the one engine.
+        gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: describe_engine(ctx), outputs=status, show_progress="hidden")
+    return demo
+
+
+def launch(ctx: AppContext, host: str, port: int, open_browser: bool, auth: tuple[str, str] | None) -> None:
+    demo = build_ui(ctx)
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(
+        server_name=host,
+        server_port=port,
+        inbrowser=open_browser,
+        auth=auth,
+        css=CSS,
+        theme=gr.themes.Soft(),
+        footer_links=[],
+        show_error=True,
+    )

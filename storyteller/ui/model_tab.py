@@ -1,0 +1,137 @@
+"""Model tab: pick a local GGUF, choose load settings, load it with progress, see what the build can do."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import gradio as gr
+from pydantic import ValidationError
+
+from storyteller.core.context import AppContext
+from storyteller.core.models import describe_model, last_load_settings, load_model
+from storyteller.engine import EngineError, LoadSettings, WorkerCrashed, gpu_offload_supported
+
+REBUILD_HINT = (
+    "This llama-cpp-python build runs on the CPU only. To use a GPU, rebuild it, e.g. for NVIDIA:  \n"
+    '`CMAKE_ARGS="-DGGML_CUDA=on" .venv/bin/pip install --force-reinstall --no-cache-dir llama-cpp-python==0.3.36`  \n'
+    "(Metal: `-DGGML_METAL=on`, Vulkan: `-DGGML_VULKAN=on`; see the README.)"
+)
+
+
+def gpu_line() -> str:
+    if gpu_offload_supported():
+        return "GPU offload: available in this build."
+    return "GPU offload: **not available**. " + REBUILD_HINT
+
+
+def settings_from_inputs(path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts):
+    path = (path or "").strip()
+    if not path:
+        raise ValueError("choose a .gguf file or type its path")
+    layers = "auto" if gpu_layers in (None, "", "auto") else int(gpu_layers)
+    return LoadSettings(
+        model_path=str(Path(path).expanduser()),
+        n_gpu_layers=layers,
+        n_ctx=int(n_ctx),
+        n_batch=int(n_batch),
+        n_threads=int(n_threads) if n_threads else None,
+        flash_attn=flash_attn,
+        cache_type_k=cache_type,
+        cache_type_v=cache_type if flash_attn != "off" else "f16",
+        use_mmap=use_mmap,
+        use_mlock=use_mlock,
+        expert_used_count=int(experts) if experts else None,
+    )
+
+
+def load_with_progress(ctx: AppContext, settings: LoadSettings):
+    """Loads in a thread and yields status lines as llama.cpp reports progress."""
+    updates: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["info"] = load_model(ctx, settings, on_progress=lambda f: updates.put(f))
+        except EngineError as exc:
+            outcome["error"] = exc
+        finally:
+            updates.put(None)
+
+    threading.Thread(target=work, daemon=True).start()
+    name = Path(settings.model_path).name
+    yield f"Starting the model worker for **{name}**…"
+    while (fraction := updates.get()) is not None:
+        yield f"Loading **{name}**… {fraction:.0%}"
+    if "error" in outcome:
+        error = outcome["error"]
+        title = "The model worker crashed while loading" if isinstance(error, WorkerCrashed) else "Could not load the model"
+        yield f"**{title}.**\n\n```\n{error}\n```"
+    else:
+        yield f"Loaded: {describe_model(outcome['info'])}"
+
+
+def build(ctx: AppContext) -> None:
+    saved = last_load_settings(ctx) or LoadSettings(model_path="")
+    with gr.Tab("Model", id="model"):
+        gr.Markdown(gpu_line())
+        with gr.Row():
+            with gr.Column(scale=3):
+                path = gr.Textbox(label="GGUF file", value=saved.model_path, placeholder="/path/to/model.gguf")
+                picker = gr.FileExplorer(
+                    glob="*.gguf",
+                    root_dir=str(Path.home()),
+                    file_count="single",
+                    label="…or pick one (your home folder)",
+                    max_height=260,
+                )
+            with gr.Column(scale=2):
+                gpu_layers = gr.Textbox(
+                    label="GPU layers", value=str(saved.n_gpu_layers), info="auto, -1 (all), 0 (CPU only) or a number"
+                )
+                n_ctx = gr.Number(label="Context (tokens)", value=saved.n_ctx, precision=0, minimum=256)
+                experts = gr.Number(
+                    label="Experts per token (MoE)", value=saved.expert_used_count, precision=0, minimum=1,
+                    info="empty = the model's own setting",
+                )
+                with gr.Accordion("Advanced", open=False):
+                    n_batch = gr.Number(label="Batch size", value=saved.n_batch, precision=0, minimum=16)
+                    n_threads = gr.Number(label="Threads (empty = all cores)", value=saved.n_threads, precision=0, minimum=1)
+                    flash_attn = gr.Radio(["auto", "on", "off"], value=saved.flash_attn, label="Flash attention")
+                    cache_type = gr.Radio(
+                        ["f16", "q8_0", "q4_0"], value=saved.cache_type_k, label="KV cache type",
+                        info="quantized V cache needs flash attention",
+                    )
+                    use_mmap = gr.Checkbox(value=saved.use_mmap, label="mmap")
+                    use_mlock = gr.Checkbox(value=saved.use_mlock, label="mlock (keep in RAM)")
+        with gr.Row():
+            load_btn = gr.Button("Load model", variant="primary", elem_id="load-model")
+            unload_btn = gr.Button("Unload")
+        status = gr.Markdown(describe_model(ctx.engine.model_info), elem_id="load-status")
+
+        inputs = [path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts]
+
+        def on_load(*values):
+            try:
+                settings = settings_from_inputs(*values)
+            except (ValueError, ValidationError) as exc:
+                yield f"**Check the settings:** {_first_error(exc)}"
+                return
+            yield from load_with_progress(ctx, settings)
+
+        def on_unload():
+            ctx.engine.unload()
+            return describe_model(None)
+
+        picker.change(lambda chosen: chosen or gr.update(), inputs=picker, outputs=path)
+        load_btn.click(on_load, inputs=inputs, outputs=status, concurrency_id="engine")
+        unload_btn.click(on_unload, outputs=status)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where}: {err['msg']}" if where else err["msg"]
+    return str(exc)
