@@ -4,82 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_chromium
-
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(os.environ.get("STORYTELLER_SCREENSHOTS", ROOT / "build" / "screenshots"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from tests.app_runner import SCREENSHOTS, running_app
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    port = free_port()
-    data_dir = tmp_path_factory.mktemp("data")
-    log = open(data_dir / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--no-browser", "--data-dir", str(data_dir), "--model", str(tiny_model), "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                pytest.fail("the app did not start:\n" + (data_dir / "server.log").read_text())
-            time.sleep(0.3)
-    yield url, process
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with running_app(tmp_path_factory.mktemp("data"), "--model", str(tiny_model)) as app:
+        yield app
 
 
 @pytest.fixture
 def page(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(server[0])
+    page.goto(server.url)
     page.wait_for_selector("#chat-input textarea", timeout=30_000)
     yield page
     page.close()
@@ -128,8 +69,7 @@ def test_reply_streams_in_and_stop_keeps_it(page):
 
 
 def test_worker_crash_shows_a_message_and_reload_works(page, server):
-    _, app = server
-    worker = next(pid for pid in _children(app.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    worker = next(pid for pid in _children(server.process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(worker, signal.SIGKILL)
     time.sleep(0.5)
     send(page, "Are you still there?")
