@@ -11,6 +11,7 @@ import pytest
 
 from tests.app_runner import SCREENSHOTS, running_app
 
+
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
     with running_app(tmp_path_factory.mktemp("data"), "--model", str(tiny_model)) as app:
