@@ -1,0 +1,1 @@
+-- Characters (issue 4): cards, lorebooks, personas.
