@@ -1,0 +1,1 @@
+-- Model library (issue 3): downloaded and added GGUF files.
