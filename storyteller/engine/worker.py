@@ -29,6 +29,7 @@ from storyteller.engine.interface import (
 )
 from storyteller.engine.sampling import build_sampler_chain
 from storyteller.engine.stopping import StopStringMatcher
+from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_header
 
 KV_CACHE_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}
 ALL_LAYERS = 999_999
@@ -105,7 +106,7 @@ class LoadedModel:
         self.lib = llama_cpp
         self.settings = settings
         started = time.perf_counter()
-        expert_count, expert_used_default = _validate_gguf(settings)
+        header = _validate_gguf(settings)
         llama_cpp.llama_backend_init()
 
         params = llama_cpp.llama_model_default_params()
@@ -119,7 +120,7 @@ class LoadedModel:
         if on_progress is not None:
             params.progress_callback = self._progress_callback(on_progress)
         if settings.expert_used_count is not None:
-            params.kv_overrides = self._expert_override(settings.expert_used_count)
+            params.kv_overrides = self._expert_override(header.architecture, settings.expert_used_count)
 
         self.model = llama_cpp.llama_model_load_from_file(settings.model_path.encode(), params)
         if not self.model:
@@ -144,8 +145,8 @@ class LoadedModel:
             n_layers=llama_cpp.llama_model_n_layer(self.model),
             n_params=llama_cpp.llama_model_n_params(self.model),
             size_bytes=llama_cpp.llama_model_size(self.model),
-            expert_count=expert_count,
-            expert_used_count=settings.expert_used_count or expert_used_default,
+            expert_count=int(header.arch_value("expert_count", 0)),
+            expert_used_count=settings.expert_used_count or int(header.arch_value("expert_used_count", 0)),
             gpu_layers=min(params.n_gpu_layers, llama_cpp.llama_model_n_layer(self.model) + 1),
             chat_template=self._meta("tokenizer.chat_template"),
             bos_text=self._token_text(llama_cpp.llama_vocab_bos(self.vocab)),
@@ -196,9 +197,8 @@ class LoadedModel:
         self._keep_alive.append(callback)
         return callback
 
-    def _expert_override(self, count: int):
+    def _expert_override(self, arch: str, count: int):
         lib = self.lib
-        arch = _gguf_architecture(self.settings.model_path)
         overrides = (lib.llama_model_kv_override * 2)()
         overrides[0].tag = lib.LLAMA_KV_OVERRIDE_TYPE_INT
         overrides[0].key = f"{arch}.expert_used_count".encode()
@@ -428,39 +428,20 @@ class LoadedModel:
             return True
         return 2 if code == 2 else False
 
-def _gguf_architecture(path: str) -> str:
-    from gguf import GGUFReader
-
-    return _field_str(GGUFReader(path, "r"), "general.architecture") or "llama"
-
-
-def _field_str(reader, key: str) -> str | None:
-    field = reader.get_field(key)
-    return None if field is None else str(field.contents())
-
-
-def _validate_gguf(settings: LoadSettings) -> tuple[int, int]:
-    """Reads the header before llama.cpp does: a clear error instead of an abort. Returns the experts."""
-    from gguf import GGUFReader
-
+def _validate_gguf(settings: LoadSettings) -> GGUFHeader:
+    """Reads the header before llama.cpp does: a clear error instead of an abort."""
     path = settings.model_path
     if not os.path.isfile(path):
         raise EngineError(f"no model file at {path}")
     try:
-        reader = GGUFReader(path, "r")
-    except Exception as exc:  # the gguf reader raises several types for a malformed file
+        header = read_gguf_header(path)
+    except (GGUFHeaderError, OSError) as exc:
         raise EngineError(f"{os.path.basename(path)} is not a readable GGUF file: {exc}") from exc
-    arch = _field_str(reader, "general.architecture") or "unknown"
-    expert_field = reader.get_field(f"{arch}.expert_count")
-    used_field = reader.get_field(f"{arch}.expert_used_count")
-    expert_count = int(expert_field.contents()) if expert_field is not None else 0
-    expert_used = int(used_field.contents()) if used_field is not None else 0
+    expert_count = int(header.arch_value("expert_count", 0))
     wanted = settings.expert_used_count
     if wanted is not None:
         if expert_count == 0:
             raise EngineError(f"{os.path.basename(path)} is not a mixture-of-experts model; leave experts per token unset")
         if wanted > expert_count:
-            raise EngineError(
-                f"experts per token must be between 1 and {expert_count} for this model (asked for {wanted})"
-            )
-    return expert_count, expert_used
+            raise EngineError(f"experts per token must be between 1 and {expert_count} for this model (asked for {wanted})")
+    return header
