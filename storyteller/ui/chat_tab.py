@@ -57,7 +57,7 @@ def crash_updates(crash: WorkerCrashed) -> tuple:
 
 def build(ctx: AppContext) -> None:
     with gr.Tab("Chat", id="chat"):
-        chatbot = gr.Chatbot(label="Chat", height=480, elem_id="chatbot", buttons=["copy"], feedback_options=None)
+        chatbot = gr.Chatbot(show_label=False, height=480, elem_id="chatbot", buttons=["copy"], feedback_options=None)
         with gr.Row():
             message = gr.Textbox(
                 placeholder="Write a message… (Enter sends, Shift+Enter for a new line)",
