@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 
 from storyteller.engine.interface import (
@@ -72,6 +73,9 @@ def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSetting
                 conn.send(("error", f"unknown command {command.name!r}"))
         except EngineError as exc:
             conn.send(("error", str(exc)))
+        except Exception as exc:  # a bug of ours: report it and keep the model loaded
+            traceback.print_exc()
+            conn.send(("error", f"internal error in the model worker ({type(exc).__name__}: {exc}); details in the log"))
 
 
 def _redirect_output(log_path: str) -> None:
