@@ -7,11 +7,13 @@ template in the metadata. Random weights give random text, but llama.cpp runs it
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFWriter, TokenType
+from gguf import GGMLQuantizationType, GGUFWriter, TokenType
+from gguf.quants import quantize
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -66,17 +68,10 @@ def vocabulary(duplicate_token: bool = False) -> tuple[list[str], list[float], l
     return tokens, scores, [int(t) for t in types]
 
 
-def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+def _start_writer(path: Path, spec: TinyModelSpec, **writer_args) -> GGUFWriter:
     tokens, scores, types = vocabulary(spec.duplicate_token)
-    n_vocab = len(tokens)
-    rng = np.random.default_rng(spec.seed)
     head_dim = spec.n_embd // spec.n_head
-    n_embd_kv = head_dim * spec.n_head_kv
-
-    def weights(*shape: int, scale: float = 0.2) -> np.ndarray:
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-    writer = GGUFWriter(str(path), "llama")
+    writer = GGUFWriter(str(path), "llama", **writer_args)
     writer.add_name("tiny-moe-test")
     writer.add_context_length(spec.context_length)
     writer.add_embedding_length(spec.n_embd)
@@ -100,6 +95,17 @@ def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_chat_template(CHAT_TEMPLATE)
+    return writer
+
+
+def _tensors(spec: TinyModelSpec) -> Iterator[tuple[str, np.ndarray]]:
+    """Every tensor in file order, experts stacked; the random draws are the same on every call."""
+    n_vocab = len(vocabulary(spec.duplicate_token)[0])
+    rng = np.random.default_rng(spec.seed)
+    n_embd_kv = spec.n_embd // spec.n_head * spec.n_head_kv
+
+    def weights(*shape: int, scale: float = 0.2) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
 
     # A large constant in dimension 0 of every embedding survives the small layers, so the final
     # hidden state always points that way; the EOS row of the output matrix points against it.
@@ -109,24 +115,65 @@ def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
     output = weights(n_vocab, spec.n_embd, scale=1.0)
     output[2, :] = 0.0
     output[2, 0] = -5.0
-    writer.add_tensor("token_embd.weight", embeddings)
+    yield "token_embd.weight", embeddings
     for i in range(spec.n_layer):
         p = f"blk.{i}"
-        writer.add_tensor(f"{p}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-        writer.add_tensor(f"{p}.attn_q.weight", weights(spec.n_embd, spec.n_embd))
-        writer.add_tensor(f"{p}.attn_k.weight", weights(n_embd_kv, spec.n_embd))
-        writer.add_tensor(f"{p}.attn_v.weight", weights(n_embd_kv, spec.n_embd))
-        writer.add_tensor(f"{p}.attn_output.weight", weights(spec.n_embd, spec.n_embd))
-        writer.add_tensor(f"{p}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-        writer.add_tensor(f"{p}.ffn_gate_inp.weight", weights(spec.n_expert, spec.n_embd, scale=1.0))
-        writer.add_tensor(f"{p}.ffn_gate_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd))
-        writer.add_tensor(f"{p}.ffn_up_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd))
-        writer.add_tensor(f"{p}.ffn_down_exps.weight", weights(spec.n_expert, spec.n_embd, spec.n_ff))
-    writer.add_tensor("output_norm.weight", np.ones(spec.n_embd, dtype=np.float32))
-    writer.add_tensor("output.weight", output)
+        yield f"{p}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32)
+        yield f"{p}.attn_q.weight", weights(spec.n_embd, spec.n_embd)
+        yield f"{p}.attn_k.weight", weights(n_embd_kv, spec.n_embd)
+        yield f"{p}.attn_v.weight", weights(n_embd_kv, spec.n_embd)
+        yield f"{p}.attn_output.weight", weights(spec.n_embd, spec.n_embd)
+        yield f"{p}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32)
+        yield f"{p}.ffn_gate_inp.weight", weights(spec.n_expert, spec.n_embd, scale=1.0)
+        yield f"{p}.ffn_gate_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd)
+        yield f"{p}.ffn_up_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd)
+        yield f"{p}.ffn_down_exps.weight", weights(spec.n_expert, spec.n_embd, spec.n_ff)
+    yield "output_norm.weight", np.ones(spec.n_embd, dtype=np.float32)
+    yield "output.weight", output
 
+
+def _finish(writer: GGUFWriter) -> None:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+def write_tiny_moe(path: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+    writer = _start_writer(path, spec)
+    for name, data in _tensors(spec):
+        writer.add_tensor(name, data)
+    _finish(writer)
+    return path
+
+
+# Quantized like a real release: Q8_0 gate/up experts and attention Q, Q4_0 down experts.
+QUANTIZED = {"ffn_gate_exps": GGMLQuantizationType.Q8_0, "ffn_up_exps": GGMLQuantizationType.Q8_0,
+             "ffn_down_exps": GGMLQuantizationType.Q4_0, "attn_q": GGMLQuantizationType.Q8_0}
+
+
+def write_quantized_moe(path: Path, spec: TinyModelSpec = TinyModelSpec(), *, per_expert: bool = False,
+                        split_max_tensors: int = 0) -> Path:
+    """The tiny MoE with some tensors quantized. `per_expert` writes the layout llama.cpp used before
+    April 2024 (`blk.N.ffn_gate.E.weight`, one tensor per expert); with the same spec the stacked and
+    per-expert files hold the same bytes. `split_max_tensors` writes a split GGUF
+    (`STEM-00001-of-0000N.gguf`…) and returns its first part.
+    """
+    writer = _start_writer(path, spec, split_max_tensors=split_max_tensors)
+    for name, data in _tensors(spec):
+        kind = name.split(".")[-2]
+        if kind not in QUANTIZED:
+            writer.add_tensor(name, data)
+            continue
+        quant_type = QUANTIZED[kind]
+        data = quantize(data, quant_type)
+        if per_expert and kind.endswith("_exps"):
+            block, old_kind = name.rsplit(".", 2)[0], kind.removesuffix("_exps")
+            for expert, rows in enumerate(data):
+                writer.add_tensor(f"{block}.{old_kind}.{expert}.weight", rows, raw_dtype=quant_type)
+        else:
+            writer.add_tensor(name, data, raw_dtype=quant_type)
+    _finish(writer)
+    if split_max_tensors:
+        return writer.format_shard_names(path)[0]
     return path
