@@ -61,10 +61,15 @@ class LoadSettings(BaseModel):
 
 @dataclass(frozen=True)
 class Segment:
-    """A piece of prompt text. Special tokens (``<|im_end|>``…) are parsed only in template text."""
+    """A piece of prompt text. Special tokens (``<|im_end|>``…) are parsed only in template text.
+
+    token_ids, when given, are sent instead of tokenizing the text: a generated reply resent as
+    the exact ids that were sampled keeps the KV cache valid (its text may tokenize differently).
+    """
 
     text: str
     kind: Literal["template", "content"] = "content"
+    token_ids: list[int] | None = None
 
 
 @dataclass
