@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import numpy as np
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -249,3 +251,39 @@ class FakeHub:
                     self.wfile.write(body)
 
         return Handler
+
+
+GATED_TOKEN = "hf_test_token_never_logged"
+
+
+@dataclass
+class HostedModels:
+    """The files a populated FakeHub serves, by role."""
+
+    tiny: Path  # a stacked, partly quantized MoE (repo test/tiny-moe-GGUF)
+    old_layout: Path  # the same model with one tensor per expert (repo test/old-moe-GGUF)
+    split_first: Path  # the same model as a 3-part split GGUF (repo test/tiny-moe-GGUF)
+    blob: Path  # 24 MiB of random bytes: big enough for http_get's 10 MiB chunks (repo test/blobs)
+
+
+def populate(hub: FakeHub, folder: Path) -> HostedModels:
+    from tests.gguf_factory import write_quantized_moe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tiny = write_quantized_moe(folder / "tiny-moe.Q8_0.gguf")
+    old = write_quantized_moe(folder / "old-moe.Q8_0.gguf", per_expert=True)
+    split_first = write_quantized_moe(folder / "tiny-moe-split-Q8_0.gguf", split_max_tensors=10)
+    blob = folder / "blob.Q4_K_M.gguf"
+    blob.write_bytes(np.random.default_rng(7).bytes(24 << 20))
+    hub.add_file("test/tiny-moe-GGUF", tiny.name, tiny)
+    hub.add_file("test/tiny-moe-GGUF", "tiny-moe.i1-Q8_0.gguf", tiny)
+    for part in sorted(folder.glob("tiny-moe-split-Q8_0-*-of-*.gguf")):
+        hub.add_file("test/tiny-moe-GGUF", part.name, part)
+    hub.add_file("test/tiny-moe-GGUF", "README.md", tiny)
+    hub.add_file("test/old-moe-GGUF", old.name, old)
+    hub.add_file("test/blobs", blob.name, blob)
+    hub.add_file("test/blobs", "corrupt.Q4_0.gguf", tiny, corrupt=True)
+    hub.add_file("test/gated-GGUF", tiny.name, tiny)
+    hub.repos["test/gated-GGUF"].token = GATED_TOKEN
+    hub.repos["test/tiny-moe-GGUF"].downloads = 100
+    return HostedModels(tiny, old, split_first, blob)

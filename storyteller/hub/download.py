@@ -80,7 +80,7 @@ class TransferMeter:
             raise DownloadCancelled(f"download of {self.label} cancelled; it resumes from {self.done} bytes next time")
         self.done += n
         self._session_bytes += n
-        self._report()
+        self._report(force=self.total is not None and self.done >= self.total)
 
     def snapshot(self) -> TransferProgress:
         elapsed = time.monotonic() - self._started
