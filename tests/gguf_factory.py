@@ -15,10 +15,13 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter, TokenType
 from gguf.quants import quantize
 
+# Mistral 7B v0.1's template: no system role, and roles must alternate (it raises otherwise).
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
     "{% if message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]"
-    "{% else %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
 )
 
 WORDS = (
