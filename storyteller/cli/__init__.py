@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from storyteller import __version__
-from storyteller.cli import generate, serve
+from storyteller.cli import cards, generate, serve
 from storyteller.cli.common import UserError
 from storyteller.engine import EngineError
 from storyteller.storage import MigrationError
 
-SUBCOMMANDS = [serve, generate]
+SUBCOMMANDS = [serve, generate, cards]
 
 
 def build_parser() -> argparse.ArgumentParser:
