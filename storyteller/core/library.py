@@ -36,6 +36,10 @@ class LibraryError(Exception):
     """Something the user can fix; the message says what."""
 
 
+# What the front ends show as a message, never as a traceback.
+USER_ERRORS = (LibraryError, HubError)
+
+
 @dataclass(frozen=True)
 class RepoView:
     listing: RepoListing

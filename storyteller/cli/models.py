@@ -1,0 +1,170 @@
+"""`storyteller models`: the model library from the terminal, in the style of LM Studio's `lms`.
+
+search TEXT · files REPO · download REPO [--quant Q | --file NAME] · list · add PATH · rm NAME · upgrade PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+
+from tqdm import tqdm
+
+from storyteller.cli.common import UserError, add_data_dir_option
+from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.core.library import USER_ERRORS, Library, RepoView
+from storyteller.hub.catalog import ModelFiles, choose_by_quant
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("models", help="find, download and manage GGUF models",
+                                   description="The model library: Hub search, downloads, local models.")
+    commands = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str, run) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        add_data_dir_option(sub)
+        sub.add_argument("--json", action="store_true", help="results as JSON lines")
+        sub.set_defaults(run=run)
+        return sub
+
+    action("search", "search the Hub for GGUF repos", run_search).add_argument("text")
+    action("files", "list a repo's GGUF models by quant", run_files).add_argument("repo", help="owner/name, Hub URL or catalog id")
+    download = action("download", "download a GGUF model into the library", run_download)
+    download.add_argument("repo", help="owner/name, Hub URL or catalog id")
+    which = download.add_mutually_exclusive_group()
+    which.add_argument("--quant", metavar="Q", help="e.g. Q4_K_M (q4-k-m works too); default: the catalog's choice")
+    which.add_argument("--file", metavar="NAME", help="the exact file (a split GGUF by its stem or any part)")
+    action("list", "list the library's models, one line each with its path", run_list)
+    action("add", "add a GGUF on disk by its path (not copied)", run_add).add_argument("path")
+    action("rm", "remove a model (its files too when the library downloaded it)", run_rm).add_argument("name")
+    action("upgrade", "convert an old-layout MoE GGUF (per-expert tensors) in place", run_upgrade).add_argument("path")
+
+
+@contextmanager
+def _library(args) -> Library:
+    ctx = AppContext.open(resolve_data_dir(args.data_dir))
+    try:
+        yield Library(ctx)
+    except USER_ERRORS as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        ctx.close()
+
+
+def _emit(args, row: dict, text: str) -> None:
+    print(json.dumps(row) if args.json else text, flush=True)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _gb(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e9:.2f} GB"
+
+
+def run_search(args, parser) -> int:
+    with _library(args) as library:
+        for hit in library.search(args.text):
+            _emit(args, hit.__dict__, f"{hit.repo_id}\t{hit.downloads} downloads\t{hit.last_modified}")
+    return 0
+
+
+def _resolve_repo(library: Library, repo: str) -> str:
+    """A catalog id stands for its first GGUF repo."""
+    entry = library.catalog.find(repo)
+    if entry is not None and entry.id == repo.lower() and entry.gguf_repos:
+        return entry.gguf_repos[0].repo
+    return repo
+
+
+def run_files(args, parser) -> int:
+    with _library(args) as library:
+        view = library.browse(_resolve_repo(library, args.repo))
+        for model in view.models:
+            parts = f" ({len(model.parts)} parts)" if model.is_split else ""
+            tag = " imatrix" if model.imatrix else ""
+            _emit(args, {"name": model.name, "quant": model.quant, "size": model.size, "parts": [p.path for p in model.parts],
+                         "imatrix": model.imatrix},
+                  f"{model.quant or '?':8}\t{_gb(model.size):>9}\t{model.name}{parts}{tag}")
+    return 0
+
+
+def _pick(view: RepoView, quant: str | None, file: str | None) -> ModelFiles:
+    if file:
+        for model in view.models:
+            if file in (model.name, *(p.path for p in model.parts)):
+                return model
+        raise UserError(f"{view.listing.repo_id} has no GGUF {file!r} (see `storyteller models files`)")
+    wanted = quant or (view.catalog.recommended_quant if view.catalog else None)
+    if wanted is None:
+        if len(view.models) == 1:
+            return view.models[0]
+        raise UserError(f"{view.listing.repo_id} has {len(view.models)} GGUF models: pick one with --quant or --file")
+    try:
+        model, why = choose_by_quant(view.models, wanted)
+    except LookupError as exc:
+        raise UserError(f"{view.listing.repo_id}: {exc}") from None
+    if why:
+        _say(why)
+    return model
+
+
+def run_download(args, parser) -> int:
+    with _library(args) as library:
+        repo = _resolve_repo(library, args.repo)
+        view = library.browse(repo)
+        model = _pick(view, args.quant, args.file)
+        check = library.check_file(view.listing.repo_id, model, view.listing.commit)
+        _say(f"{model.name}: {_gb(model.size)}, layout {check.layout}")
+        _say(f"fit: {check.fit.summary()}")
+        with tqdm(total=model.size, unit="B", unit_scale=True, desc=model.name[:40], file=sys.stderr) as bar:
+            def show(progress):
+                bar.n = progress.done
+                bar.refresh()
+
+            def status(text):
+                bar.write(text, file=sys.stderr)
+
+            try:
+                record = library.download(view.listing.repo_id, model, view.listing.commit, on_progress=show, on_status=status)
+            except KeyboardInterrupt:
+                raise UserError(f"interrupted: run the same command again to resume {model.name}") from None
+        _emit(args, {"name": record.name, "path": record.path}, record.path)
+    return 0
+
+
+def run_list(args, parser) -> int:
+    with _library(args) as library:
+        for record in library.list():
+            h = record.header
+            experts = f"{h['experts_used']}/{h['experts']} experts" if h.get("experts") else "dense"
+            _emit(args, {"id": record.id, "name": record.name, "path": record.path, "source": record.source,
+                         "size": record.size_bytes, **h},
+                  f"{record.name}\t{h.get('architecture')}\t{record.quant or h.get('quant') or '?'}\t{experts}\t"
+                  f"ctx {h.get('context_length')}\t{_gb(record.size_bytes)}\t{record.path}")
+    return 0
+
+
+def run_add(args, parser) -> int:
+    with _library(args) as library:
+        record = library.add_existing(args.path)
+        _emit(args, {"id": record.id, "name": record.name, "path": record.path}, record.path)
+    return 0
+
+
+def run_rm(args, parser) -> int:
+    with _library(args) as library:
+        record = library.remove(args.name)
+        _say(f"removed {record.name}" + (" and its files" if record.source == "download" else " (the file stays)"))
+    return 0
+
+
+def run_upgrade(args, parser) -> int:
+    with _library(args) as library:
+        path = library.upgrade(args.path, on_status=_say)
+        _emit(args, {"path": str(path)}, str(path))
+    return 0
