@@ -278,3 +278,28 @@ def _alive(pid: int) -> bool:
             return stat.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_context_shift_reuses_history_after_the_oldest_messages_leave(tiny_engine):
+    system = "the queen smiled at the knight . " * 4
+    blocks = [f"block {i} the dragon walked far away to the sea . " * 2 for i in range(8)]
+    first_prompt = [Segment(system)] + [Segment(b) for b in blocks]
+    run(tiny_engine, first_prompt, sampler=GREEDY, max_tokens=2)
+    # The two oldest blocks leave; the system part stays pinned; a new block arrives at the end.
+    shifted_prompt = [Segment(system)] + [Segment(b) for b in blocks[2:]] + [Segment("once upon a time")]
+    _, shifted = run(tiny_engine, shifted_prompt, sampler=GREEDY, max_tokens=6)
+    system_ids = tiny_engine.tokenize([Segment(system)])
+    assert shifted.stats.shifted_tokens > 100
+    assert shifted.stats.reused_tokens >= len(system_ids) - 1 + shifted.stats.shifted_tokens
+    assert shifted.stats.evaluated_tokens < 40
+    # The shifted cache gives the same continuation as evaluating the prompt from scratch.
+    run(tiny_engine, [Segment("unrelated words first")], sampler=GREEDY, max_tokens=1)
+    _, fresh = run(tiny_engine, shifted_prompt, sampler=GREEDY, max_tokens=6)
+    assert fresh.stats.shifted_tokens == 0
+    assert fresh.prompt_token_ids == shifted.prompt_token_ids
+    assert fresh.token_ids[:3] == shifted.token_ids[:3]
+
+
+def test_segments_with_token_ids_are_sent_as_they_are(tiny_engine):
+    ids = tiny_engine.tokenize([Segment("hello", "content", [100, 101, 102])])
+    assert ids == [1, 100, 101, 102]

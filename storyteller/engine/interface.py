@@ -109,8 +109,10 @@ class GenerationStats:
     prompt_tps: float | None  # None when nothing was timed
     gen_tps: float | None
     stop_reason: StopReason
+    shifted_tokens: int = 0  # of the reused tokens, those moved into place by a context shift
 
     def as_dict(self) -> dict:
+        """The stats as `storyteller generate --json` prints them."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "reused_tokens": self.reused_tokens,

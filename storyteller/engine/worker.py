@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+from array import array
 from dataclasses import dataclass
 
 from storyteller.engine.interface import (
@@ -35,6 +36,8 @@ from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_heade
 KV_CACHE_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}
 ALL_LAYERS = 999_999
 PROMPT_PROGRESS_EVERY_S = 0.25
+# A context shift needs the prompt to continue with at least this many cached tokens.
+MIN_SHIFT_MATCH = 32
 
 
 @dataclass
@@ -248,6 +251,9 @@ class LoadedModel:
         """Segments to ids: BOS when the model wants one, special tokens only in template text."""
         tokens: list[int] = []
         for i, segment in enumerate(prompt):
+            if segment.token_ids is not None:
+                tokens.extend(segment.token_ids)
+                continue
             if not segment.text:
                 continue
             parse_special = segment.kind == "template"
@@ -292,13 +298,13 @@ class LoadedModel:
         if any(t < 0 or t >= n_vocab for t in prompt):
             raise EngineError("the prompt holds token ids outside this model's vocabulary")
 
-        reused = self._reuse_prefix(prompt)
+        reused, shifted = self._reuse_cache(prompt)
         t0 = time.perf_counter()
         stopped_in_prompt = not (yield from self._evaluate(prompt, reused, stop_event))
         prompt_seconds = time.perf_counter() - t0
         evaluated = len(prompt) - reused
         if stopped_in_prompt:
-            stats = GenerationStats(len(prompt), reused, evaluated, 0, None, None, "user")
+            stats = GenerationStats(len(prompt), reused, evaluated, 0, None, None, "user", shifted)
             yield Done("", [], prompt, stats)
             return
 
@@ -347,19 +353,43 @@ class LoadedModel:
             prompt_tps=evaluated / prompt_seconds if evaluated and prompt_seconds > 0 else None,
             gen_tps=len(sampled) / gen_seconds if sampled and gen_seconds > 0 else None,
             stop_reason=stop_reason,
+            shifted_tokens=shifted,
         )
         yield Done(matcher.text, kept, prompt, stats)
+
+    def _reuse_cache(self, prompt: list[int]) -> tuple[int, int]:
+        """What the KV cache can give this prompt: (tokens reused, of which shifted into place).
+
+        Besides the common prefix, when the prompt lost a block of tokens right after that prefix
+        (the oldest history leaving a full context while the system part stays pinned), the cached
+        tokens after the gap are moved back into place instead of being evaluated again
+        (KoboldCpp's context shift, with llama.cpp's memory seq_rm / seq_add).
+        """
+        common = _common_prefix_length(self.cached, prompt)
+        shifted = 0
+        memory = self.lib.llama_get_memory(self.ctx)
+        probe = prompt[common : common + MIN_SHIFT_MATCH]
+        if (
+            len(probe) == MIN_SHIFT_MATCH
+            and common + MIN_SHIFT_MATCH < len(prompt)
+            and self.lib.llama_memory_can_shift(memory)
+        ):
+            gap_end = _find_run(self.cached, probe, common + 1)
+            if gap_end >= 0:
+                gap = gap_end - common
+                self.lib.llama_memory_seq_rm(memory, 0, common, gap_end)
+                self.lib.llama_memory_seq_add(memory, 0, gap_end, -1, -gap)
+                self.cached = self.cached[:common] + self.cached[gap_end:]
+                shifted = _common_prefix_length(self.cached[common:], prompt[common:])
+        reused = self._reuse_prefix(prompt)
+        return reused, min(shifted, max(0, reused - common))
 
     def _reuse_prefix(self, prompt: list[int]) -> int:
         """Keeps the longest cached prefix of the prompt and drops the rest of the KV cache.
 
         This is the hook for KV-cache edits between requests (a context shift replaces it).
         """
-        common = 0
-        for a, b in zip(self.cached, prompt):
-            if a != b:
-                break
-            common += 1
+        common = _common_prefix_length(self.cached, prompt)
         if common == len(prompt):
             common -= 1  # the last prompt token is evaluated again to get fresh logits
         memory = self.lib.llama_get_memory(self.ctx)
@@ -431,6 +461,24 @@ class LoadedModel:
         if code == 0:
             return True
         return 2 if code == 2 else False
+
+def _common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _find_run(haystack: list[int], run: list[int], start: int) -> int:
+    """Index of the first occurrence of `run` in `haystack` at or after `start`, or -1."""
+    hay, needle = array("i", haystack).tobytes(), array("i", run).tobytes()
+    at = hay.find(needle, start * 4)
+    while at >= 0 and at % 4:  # a match must start on a token boundary
+        at = hay.find(needle, at + 1)
+    return at // 4 if at >= 0 else -1
+
 
 def _validate_gguf(settings: LoadSettings) -> GGUFHeader:
     """Reads the header before llama.cpp does: a clear error instead of an abort."""
