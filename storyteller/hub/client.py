@@ -25,7 +25,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import HfFileMetadata
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
-from storyteller.gguf_header import GGUFHeader, TruncatedHeader, parse_gguf_header
+from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, TruncatedHeader, parse_gguf_header
 from storyteller.hub.catalog import RemoteFile
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -152,6 +152,8 @@ class HubClient:
                     wanted = max(exc.needed, 2 * len(buf))
                     if wanted > HEADER_MAX_BYTES:
                         raise HubError(f"{repo_id}/{filename}: GGUF header larger than {HEADER_MAX_BYTES >> 20} MiB") from exc
+                except GGUFHeaderError as exc:
+                    raise HubError(f"{repo_id}/{filename} is not a GGUF file llama.cpp can read: {exc}") from None
 
     def _read_range(self, url: str, start: int, end: int) -> bytes:
         headers = {**self.request_headers(url), "Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
