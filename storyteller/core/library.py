@@ -19,7 +19,16 @@ from storyteller.core.context import AppContext
 from storyteller.core.models import load_model
 from storyteller.engine import EngineError, LoadSettings, LocalEngine, ModelInfo, SamplerSettings, gpu_offload_supported
 from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_header
-from storyteller.hub.catalog import SPLIT_RE, Catalog, CatalogEntry, ModelFiles, group_gguf_files, load_catalog, quant_of
+from storyteller.hub.catalog import (
+    SPLIT_RE,
+    Catalog,
+    CatalogEntry,
+    ModelFiles,
+    choose_by_quant,
+    group_gguf_files,
+    load_catalog,
+    quant_of,
+)
 from storyteller.hub.client import HubClient, HubError, RepoListing, SearchHit, parse_repo_id
 from storyteller.hub.download import TransferMeter, TransferProgress, check_disk_space, download_file
 from storyteller.hub.fit import FitEstimate, Machine, ModelShape, estimate_fit
@@ -153,6 +162,15 @@ class Library:
         if not models:
             raise LibraryError(f"{repo_id} has no .gguf files (search the Hub for a GGUF repo of it)")
         return RepoView(listing, models, entry)
+
+    def default_model(self, view: RepoView) -> ModelFiles:
+        """The catalog's recommended quant when the repo has it, else the first model."""
+        if view.catalog is not None:
+            try:
+                return choose_by_quant(view.models, view.catalog.recommended_quant)[0]
+            except LookupError:
+                pass
+        return view.models[0]
 
     def context_for(self, entry: CatalogEntry | None) -> int:
         return entry.context.practical if entry else DEFAULT_CONTEXT
@@ -312,14 +330,23 @@ class Library:
         shape = ModelShape.from_header(self._read_local_header(parts[0]), sum(_size_or_zero(p) for p in parts))
         return estimate_fit(shape, n_ctx, self._machine(self.ctx), cache_type).gpu_layers
 
-    def load(self, record: ModelRecord, on_progress: Callable[[float], None] | None = None,
-             n_ctx: int | None = None) -> ModelInfo:
+    def prepare_load(self, record: ModelRecord, n_ctx: int | None = None) -> LoadSettings:
+        """The settings to load `record` with; records its prompt format for the chat."""
         if not Path(record.path).is_file():
             raise LibraryError(f"{record.path} is gone; remove it from the library or add it again")
         settings, prompt_format = self.load_settings(record, n_ctx)
-        info = load_model(self.ctx, settings, on_progress)
         self.ctx.settings.set(PROMPT_FORMAT_KEY, prompt_format)
-        return info
+        return settings
+
+    def load(self, record: ModelRecord, on_progress: Callable[[float], None] | None = None,
+             n_ctx: int | None = None) -> ModelInfo:
+        return load_model(self.ctx, self.prepare_load(record, n_ctx), on_progress)
+
+    def fits_for(self, view: RepoView, checked: FileCheck, n_ctx: int | None = None) -> list[FitEstimate]:
+        """A fit estimate for every model in the repo, from one file's header scaled to each size."""
+        machine = self._machine(self.ctx)
+        n_ctx = n_ctx or self.context_for(view.catalog)
+        return [estimate_fit(ModelShape.from_header(checked.header, m.size or 0), n_ctx, machine) for m in view.models]
 
 
 def _size_or_zero(path: Path) -> int:
