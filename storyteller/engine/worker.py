@@ -7,6 +7,7 @@ pipe; it ends by itself when the app goes away (a lifeline pipe reaches EOF, eve
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import ctypes
 import os
@@ -29,7 +30,8 @@ from storyteller.engine.interface import (
     Segment,
     TextChunk,
 )
-from storyteller.engine.sampling import build_sampler_chain
+from storyteller.engine.banned_strings import BannedStrings
+from storyteller.engine.sampling import InvalidSampler, build_sampler_chain
 from storyteller.engine.stopping import StopStringMatcher
 from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_header
 
@@ -38,6 +40,8 @@ ALL_LAYERS = 999_999
 PROMPT_PROGRESS_EVERY_S = 0.25
 # A context shift needs the prompt to continue with at least this many cached tokens.
 MIN_SHIFT_MATCH = 32
+# A model that keeps returning to banned phrases ends its reply after this many rewinds.
+MAX_BANNED_STRING_REWINDS = 1000
 
 
 @dataclass
@@ -247,6 +251,16 @@ class LoadedModel:
             n = self.lib.llama_tokenize(self.vocab, data, len(data), buf, capacity, False, parse_special)
         return list(buf[:n])
 
+    def _tokenize_fragment(self, text: str, parse_special: bool) -> list[int]:
+        """The tokens of `text` as they are in mid-text: without SentencePiece's leading space."""
+        if not self._space_prefix:
+            return self._tokenize_text(text, parse_special)
+        # SentencePiece vocabs add a space at the start of every tokenize call: tokenize the
+        # text behind a newline and drop that.
+        marker = self._tokenize_text("\n", False)
+        ids = self._tokenize_text("\n" + text, parse_special)
+        return ids[len(marker) :] if ids[: len(marker)] == marker else ids
+
     def tokenize(self, prompt: list[Segment]) -> list[int]:
         """Segments to ids: BOS when the model wants one, special tokens only in template text."""
         tokens: list[int] = []
@@ -257,13 +271,8 @@ class LoadedModel:
             if not segment.text:
                 continue
             parse_special = segment.kind == "template"
-            if i > 0 and self._space_prefix:
-                # SentencePiece vocabs add a space at the start of every tokenize call; a segment
-                # in mid-prompt must not get one, so tokenize it behind a newline and drop that.
-                marker = self._tokenize_text("\n", False)
-                ids = self._tokenize_text("\n" + segment.text, parse_special)
-                if ids[: len(marker)] == marker:
-                    ids = ids[len(marker) :]
+            if i > 0:
+                ids = self._tokenize_fragment(segment.text, parse_special)
             else:
                 ids = self._tokenize_text(segment.text, parse_special)
             tokens.extend(ids)
@@ -308,11 +317,24 @@ class LoadedModel:
             yield Done("", [], prompt, stats)
             return
 
-        sampler = build_sampler_chain(lib, self.vocab, request.sampler, self.info.n_ctx, self.eog_tokens)
+        try:
+            sampler = build_sampler_chain(
+                lib, self.vocab, request.sampler, n_ctx, self.eog_tokens,
+                tokenize=lambda text: self._tokenize_fragment(text, parse_special=False),
+            )
+        except InvalidSampler as exc:
+            raise EngineError(str(exc)) from exc
+        sampler.restart(prompt, [])
+        banned = BannedStrings(request.sampler.banned_strings)
+        bans: dict[int, set[int]] = {}  # position in the reply -> tokens a banned string began with there
+        rewinds_left = MAX_BANNED_STRING_REWINDS
         matcher = StopStringMatcher(request.stop)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         sampled: list[int] = []
         token_ends: list[int] = []  # length of the decoded text after each sampled token
+        decoder_states: list[tuple] = []  # the UTF-8 decoder's state after each sampled token
+        text = ""
+        settled = 0  # text[:settled] can no longer be taken back by a rewind; the stop matcher has it
         stop_reason = "length"
         t1 = time.perf_counter()
         try:
@@ -320,13 +342,40 @@ class LoadedModel:
                 if stop_event.is_set():
                     stop_reason = "user"
                     break
-                token = lib.llama_sampler_sample(sampler, self.ctx, -1)
+                self._ban_tokens(bans.get(len(sampled), ()))
+                token = sampler.sample(self.ctx)
                 if lib.llama_vocab_is_eog(self.vocab, token):
                     stop_reason = "eos"
                     break
                 sampled.append(token)
-                safe = matcher.feed(decoder.decode(self._piece(token)))
-                token_ends.append(len(matcher.text) if not matcher.stopped else len(matcher.text) + 1)
+                text += decoder.decode(self._piece(token))
+                token_ends.append(len(text))
+                decoder_states.append(decoder.getstate())
+                if banned:
+                    hit = banned.find(text, settled)
+                    if hit >= 0:
+                        # Back to the token the phrase began in; that token is banned there from now on.
+                        keep = bisect.bisect_right(token_ends, hit)
+                        bans = {pos: tokens for pos, tokens in bans.items() if pos <= keep}
+                        bans.setdefault(keep, set()).add(sampled[keep])
+                        del sampled[keep:], token_ends[keep:], decoder_states[keep:]
+                        text = text[: token_ends[-1]] if token_ends else ""
+                        if decoder_states:
+                            decoder.setstate(decoder_states[-1])
+                        else:
+                            decoder.reset()
+                        if rewinds_left == 0:
+                            stop_reason = "stop"  # the model keeps coming back to banned phrases: end cleanly
+                            break
+                        rewinds_left -= 1
+                        self._rewind(prompt + sampled)
+                        sampler.restart(prompt, sampled)
+                        continue
+                    now_settled = _token_start(token_ends, banned.unsettled_from(text, settled))
+                else:
+                    now_settled = len(text)
+                safe = matcher.feed(text[settled:now_settled])
+                settled = max(settled, now_settled)
                 if safe:
                     yield TextChunk(safe)
                 if matcher.stopped:
@@ -338,10 +387,10 @@ class LoadedModel:
                     raise EngineError("llama.cpp failed to evaluate a generated token")
                 self.cached.append(token)
         finally:
-            lib.llama_sampler_free(sampler)
+            sampler.free()
         gen_seconds = time.perf_counter() - t1
         if not matcher.stopped:
-            tail = matcher.feed(decoder.decode(b"", final=True)) + matcher.flush()
+            tail = matcher.feed(text[settled:] + decoder.decode(b"", final=True)) + matcher.flush()
             if tail:
                 yield TextChunk(tail)
         kept = [t for t, end in zip(sampled, token_ends) if end <= len(matcher.text)]
@@ -398,6 +447,22 @@ class LoadedModel:
             common = 0
         self.cached = self.cached[:common]
         return common
+
+    def _rewind(self, tokens: list[int]) -> None:
+        """Cuts the KV cache back to `tokens` (a prefix of what it holds) and refreshes the last logits."""
+        start = self._reuse_prefix(tokens)
+        if start != len(tokens) - 1:
+            raise EngineError("this model's cache cannot be rewound, so banned strings cannot be used with it")
+        if not self._decode(tokens[start:], start, want_logits=True):
+            raise EngineError("llama.cpp failed to evaluate a token again after a rewind")
+        self.cached.append(tokens[-1])
+
+    def _ban_tokens(self, tokens) -> None:
+        """Rules tokens out of the next pick by setting their logits to -inf before the chain reads them."""
+        if tokens:
+            logits = self.lib.llama_get_logits_ith(self.ctx, -1)
+            for token in tokens:
+                logits[token] = float("-inf")
 
     def _evaluate(self, prompt: list[int], start: int, stop_event):
         """Evaluates prompt[start:] in batches, yielding progress; returns False when stopped.
@@ -461,6 +526,14 @@ class LoadedModel:
         if code == 0:
             return True
         return 2 if code == 2 else False
+
+def _token_start(token_ends: list[int], position: int) -> int:
+    """Where the token holding text position `position` begins (the text's end stays the end)."""
+    if position >= token_ends[-1]:
+        return position
+    index = bisect.bisect_right(token_ends, position)
+    return token_ends[index - 1] if index else 0
+
 
 def _common_prefix_length(a: list[int], b: list[int]) -> int:
     n = 0
