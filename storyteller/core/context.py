@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -12,6 +14,9 @@ from storyteller.engine import LocalEngine
 from storyteller.engine.interface import Engine
 from storyteller.storage import Database
 from storyteller.storage.settings import SettingsRepository
+
+if TYPE_CHECKING:
+    from storyteller.core.chats import ChatService
 
 DATA_DIR_ENV = "STORYTELLER_HOME"
 DATABASE_FILE = "storyteller.db"
@@ -44,6 +49,13 @@ class AppContext:
             settings=SettingsRepository(db),
             engine=engine or LocalEngine(log_dir=data_dir / "logs"),
         )
+
+    @cached_property
+    def chats(self) -> ChatService:
+        """The chat service: one per app, as it keeps the last prompt of each chat."""
+        from storyteller.core.chats import ChatService
+
+        return ChatService(self)
 
     @property
     def models_dir(self) -> Path:

@@ -8,7 +8,7 @@ history, with depth injections (author's note, post-history instructions) near t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from storyteller.core.templates import ChatMessage, EmbeddedTemplate, InstructTemplate, Piece, Role
 from storyteller.engine import Segment
@@ -24,6 +24,9 @@ class PromptPart:
 
     name: str
     text: str
+
+    def with_text(self, text: str) -> PromptPart:
+        return replace(self, text=text)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class DepthInjection:
     name: str
     text: str
     depth: int
+
+    def with_text(self, text: str) -> DepthInjection:
+        return replace(self, text=text)
 
 
 @dataclass

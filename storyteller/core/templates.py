@@ -118,12 +118,20 @@ class _Merged:
 
 
 def _merge_system_into_user(messages: list[ChatMessage]) -> list[tuple[int | None, ChatMessage | _Merged]]:
-    """System messages join the next user turn (or the last one, if none follows), as its first text."""
+    """System messages join the next user turn (or the last one, if none follows), as its first text.
+
+    System text before a conversation that opens with the character's greeting becomes a user turn
+    of its own, so the roles still alternate user/assistant.
+    """
     pending: list[tuple[int, ChatMessage]] = []
     turns: list[tuple[int | None, ChatMessage | _Merged]] = []
     for index, message in enumerate(messages):
         if message.role == "system":
             pending.append((index, message))
+        elif message.role == "assistant" and pending and not turns:
+            turns.append((None, _Merged("user", tuple(pending))))
+            pending = []
+            turns.append((index, message))
         elif message.role == "user" and pending:
             turns.append((None, _Merged("user", (*pending, (index, message)))))
             pending = []
@@ -304,16 +312,24 @@ def choose_template(
     if wanted != "embedded":
         return available.get(wanted) or available[DEFAULT_TEMPLATE_ID]
     if chat_template:
-        fallback = available[equivalent_builtin(chat_template)]
+        stop = available[equivalent_builtin(chat_template)].stop
         try:
-            embedded = EmbeddedTemplate(chat_template, bos_text, eos_text, fallback.stop)
-            if embedded.is_prefix_stable():
-                return embedded
-            reason = "rewrites earlier turns as the chat grows, which would defeat prompt caching"
+            embedded = EmbeddedTemplate(chat_template, bos_text, eos_text, stop)
         except TemplateError as exc:
-            reason = f"cannot be rendered ({exc})"
-        return fallback.model_copy(update={"notice": f"The model's chat template {reason}; using {fallback.name} instead."})
+            fallback = available[equivalent_builtin(chat_template)]
+            return fallback.model_copy(
+                update={"notice": f"The model's chat template cannot be rendered ({exc}); using {fallback.name} instead."}
+            )
+        if embedded.is_prefix_stable():
+            return embedded
+        return builtin_fallback(embedded, "rewrites earlier turns as the chat grows, which would defeat prompt caching", available)
     return available[DEFAULT_TEMPLATE_ID]
+
+
+def builtin_fallback(template: EmbeddedTemplate, reason: str, available: dict[str, InstructTemplate]) -> InstructTemplate:
+    """The built-in twin of an embedded template that failed on this conversation, with a notice."""
+    fallback = available[equivalent_builtin(template.source)]
+    return fallback.model_copy(update={"notice": f"The model's chat template {reason}; using {fallback.name} instead."})
 
 
 def import_sillytavern_template(path: Path, template_id: str | None = None) -> InstructTemplate:

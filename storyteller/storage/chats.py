@@ -240,7 +240,11 @@ class ChatRepository:
             results.append((chat, _message(data)))
         return results
 
-    def interrupted_replies(self) -> list[MessageRow]:
-        """Replies that were still streaming when the app stopped (they keep what was saved)."""
-        return [_message(r) for r in self._read("SELECT * FROM messages WHERE status = 'streaming'")]
+    def finish_interrupted(self) -> int:
+        """Marks replies that were streaming when the app stopped as final (and interrupted); returns how many."""
+        with self.db.transaction() as conn:
+            return conn.execute(
+                "UPDATE messages SET status = 'final', meta = json_set(meta, '$.interrupted', json('true'))"
+                " WHERE status = 'streaming'"
+            ).rowcount
 

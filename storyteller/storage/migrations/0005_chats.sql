@@ -5,8 +5,8 @@ CREATE TABLE chats (
     tree_id TEXT NOT NULL,               -- chats branched from each other share their tree
     title TEXT NOT NULL,
     mode TEXT NOT NULL DEFAULT 'chat' CHECK (mode IN ('chat', 'story')),
-    character_id TEXT,                   -- NULL: a plain narrator
-    persona_id TEXT,
+    character_id INTEGER,                -- NULL: a plain narrator
+    persona_id INTEGER,
     preset_name TEXT,                    -- bound preset; NULL: the character's, else the default
     template_id TEXT,                    -- NULL: chosen for the model
     leaf_id INTEGER,                     -- the current last message

@@ -1,0 +1,187 @@
+"""The chat service with the real engine (tiny MoE): tree operations, persistence, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from storyteller.core.chats import ChatError, ReplyFinished, ReplyStarted, ReplyText
+from storyteller.core.context import AppContext
+from storyteller.engine import LoadSettings, LocalEngine
+from storyteller.storage.characters import CharacterRepository
+from tests.app_runner import ROOT
+
+
+@pytest.fixture(scope="module")
+def ctx(tiny_model, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("chat-data")
+    engine = LocalEngine(log_dir=data_dir / "logs")
+    context = AppContext.open(data_dir, engine=engine)
+    engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=2048))
+    yield context
+    context.close()
+
+
+def finish(events) -> ReplyFinished:
+    last = None
+    for event in events:
+        last = event
+    assert isinstance(last, ReplyFinished)
+    return last
+
+
+def contents(ctx, chat_id):
+    return [(m.role, m.content) for m in ctx.chats.view(chat_id).messages]
+
+
+def test_send_saves_the_message_and_streams_a_saved_reply(ctx):
+    chat = ctx.chats.new_chat()
+    events = list(ctx.chats.send(chat.id, "Hello there"))
+    assert isinstance(events[0], ReplyStarted)
+    assert any(isinstance(e, ReplyText) for e in events)
+    done = events[-1]
+    assert isinstance(done, ReplyFinished) and done.message_id == events[0].message_id
+    view = ctx.chats.view(chat.id)
+    assert [m.role for m in view.messages] == ["user", "assistant"]
+    assert view.messages[0].content == "Hello there"
+    assert view.messages[1].content == done.text and not view.messages[1].streaming
+    assert view.messages[1].meta["stats"]["generated_tokens"] == done.stats.generated_tokens
+
+
+def test_regenerate_makes_swipes_and_swiping_moves_between_them(ctx):
+    chat = ctx.chats.new_chat()
+    first = finish(ctx.chats.send(chat.id, "Tell me a story"))
+    second = finish(ctx.chats.regenerate(chat.id))
+    assert second.message_id != first.message_id
+    last = ctx.chats.view(chat.id).messages[-1]
+    assert (last.swipe_index, last.swipe_count) == (2, 2) and last.id == second.message_id
+    assert ctx.chats.swipe(chat.id, -1)
+    assert ctx.chats.view(chat.id).messages[-1].id == first.message_id
+    assert ctx.chats.swipe(chat.id, +1)
+    assert not ctx.chats.swipe(chat.id, +1)  # past the last swipe: the UI generates a new one
+    assert len(ctx.chats.view(chat.id).messages) == 2
+
+
+def test_continue_extends_the_last_reply(ctx):
+    chat = ctx.chats.new_chat()
+    first = finish(ctx.chats.send(chat.id, "Go on"))
+    more = finish(ctx.chats.continue_reply(chat.id))
+    assert more.message_id == first.message_id
+    assert more.text.startswith(first.text) and len(more.text) > len(first.text)
+    assert ctx.chats.view(chat.id).messages[-1].content == more.text
+
+
+def test_impersonate_is_not_saved(ctx):
+    chat = ctx.chats.new_chat()
+    finish(ctx.chats.send(chat.id, "Hi"))
+    before = contents(ctx, chat.id)
+    done = finish(ctx.chats.impersonate(chat.id))
+    assert done.message_id is None and done.stats.generated_tokens > 0
+    assert contents(ctx, chat.id) == before
+
+
+def test_edit_delete_and_branch(ctx):
+    chat = ctx.chats.new_chat()
+    finish(ctx.chats.send(chat.id, "one"))
+    finish(ctx.chats.send(chat.id, "two"))
+    view = ctx.chats.view(chat.id)
+    first_user, first_reply = view.messages[0], view.messages[1]
+    ctx.chats.edit(chat.id, first_user.id, "ONE")
+    assert contents(ctx, chat.id)[0] == ("user", "ONE")
+    branch = ctx.chats.branch(chat.id, first_reply.id)
+    assert [m.id for m in ctx.chats.view(branch.id).messages] == [first_user.id, first_reply.id]
+    finish(ctx.chats.send(branch.id, "another way"))
+    assert len(ctx.chats.view(chat.id).messages) == 4  # the original is untouched
+    ctx.chats.delete_message(chat.id, first_reply.id)
+    roles = [m.role for m in ctx.chats.view(chat.id).messages]
+    assert roles == ["user", "user", "assistant"]
+    ctx.chats.delete_chat(chat.id)
+    # The branch keeps the shared history (less the message deleted from it) and its own turns.
+    assert [c for _, c in contents(ctx, branch.id)][:2] == ["ONE", "another way"]
+    with pytest.raises(ChatError):
+        ctx.chats.view(chat.id)
+
+
+def test_search_finds_messages_across_chats(ctx):
+    chat = ctx.chats.new_chat()
+    finish(ctx.chats.send(chat.id, "the zeppelin over Reykjavik"))
+    hits = ctx.chats.search("zeppelin")
+    assert [(c.id, m.content) for c, m in hits] == [(chat.id, "the zeppelin over Reykjavik")]
+    assert ctx.chats.search('"quoted" OR') == []  # user text is never FTS syntax
+
+
+def test_replies_are_resent_as_their_ids_and_reuse_the_cache(ctx):
+    chat = ctx.chats.new_chat()
+    finish(ctx.chats.send(chat.id, "first message"))
+    second = finish(ctx.chats.send(chat.id, "second message"))
+    prompt = ctx.chats.last_prompts[chat.id]
+    new_tokens = second.stats.prompt_tokens - second.stats.reused_tokens
+    assert second.stats.reused_tokens > 0 and new_tokens < 30, second.stats
+    assert prompt.total_tokens == second.stats.prompt_tokens
+    assert {"system_prompt", "history", "template"} <= set(prompt.part_tokens)
+
+
+def test_a_chat_whose_character_was_deleted_still_opens(ctx):
+    characters = CharacterRepository(ctx.db)
+    character_id = characters.add(
+        {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Ann", "first_mes": "Hello, I am Ann."}},
+        None, {}, None,
+    )
+    chat = ctx.chats.new_chat(character_id)
+    assert contents(ctx, chat.id) == [("assistant", "Hello, I am Ann.")]
+    characters.delete(character_id)
+    view = ctx.chats.view(chat.id)
+    assert view.notice and "deleted" in view.notice
+    assert view.messages[0].content == "Hello, I am Ann."
+    finish(ctx.chats.send(chat.id, "still there?"))
+
+
+def test_bad_input_is_refused_clearly(ctx):
+    chat = ctx.chats.new_chat()
+    with pytest.raises(ChatError, match="limit"):
+        list(ctx.chats.send(chat.id, "x" * 1_000_000))
+    with pytest.raises(ChatError, match="no reply to continue"):
+        list(ctx.chats.continue_reply(chat.id))
+    assert contents(ctx, chat.id) == []
+
+
+STREAM_FOREVER = """
+import sys
+from storyteller.core.context import AppContext
+from storyteller.engine import LoadSettings
+from storyteller.core import chats
+ctx = AppContext.open(sys.argv[2])
+ctx.engine.load(LoadSettings(model_path=sys.argv[1]))
+chat = ctx.chats.new_chat()
+chats.DEFAULT_REPLY_TOKENS = 1_000_000
+for event in ctx.chats.send(chat.id, "tell me everything"):
+    if isinstance(event, chats.ReplyStarted):
+        print(chat.id, flush=True)
+"""
+
+
+def test_kill_9_mid_reply_keeps_the_chat_and_the_reply_so_far(slow_model, tmp_path):
+    app = subprocess.Popen(
+        [sys.executable, "-c", STREAM_FOREVER, str(slow_model), str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    chat_id = app.stdout.readline().strip()
+    time.sleep(5)  # more than two save intervals
+    os.kill(app.pid, signal.SIGKILL)
+    app.wait()
+    conn = sqlite3.connect(tmp_path / "storyteller.db")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    ctx = AppContext.open(tmp_path)
+    view = ctx.chats.view(chat_id)
+    assert [m.role for m in view.messages] == ["user", "assistant"]
+    assert view.messages[0].content == "tell me everything"
+    reply = view.messages[1]
+    assert reply.meta.get("interrupted") and not reply.streaming  # killed mid-reply…
+    assert len(reply.content) > 100  # …yet what streamed up to the last save is there
+    ctx.close()
