@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from storyteller.cli.common import UserError, add_data_dir_option
 from storyteller.core.context import AppContext, resolve_data_dir
-from storyteller.core.library import USER_ERRORS, Library, RepoView
+from storyteller.core.library import USER_ERRORS, Library, RepoView, human_size
 from storyteller.hub.catalog import ModelFiles, choose_by_quant
 
 
@@ -62,10 +62,6 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _gb(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1e9:.2f} GB"
-
-
 def run_search(args, parser) -> int:
     with _library(args) as library:
         for hit in library.search(args.text):
@@ -89,7 +85,7 @@ def run_files(args, parser) -> int:
             tag = " imatrix" if model.imatrix else ""
             _emit(args, {"name": model.name, "quant": model.quant, "size": model.size, "parts": [p.path for p in model.parts],
                          "imatrix": model.imatrix},
-                  f"{model.quant or '?':8}\t{_gb(model.size):>9}\t{model.name}{parts}{tag}")
+                  f"{model.quant or '?':8}\t{human_size(model.size):>9}\t{model.name}{parts}{tag}")
     return 0
 
 
@@ -119,7 +115,7 @@ def run_download(args, parser) -> int:
         view = library.browse(repo)
         model = _pick(view, args.quant, args.file)
         check = library.check_file(view.listing.repo_id, model, view.listing.commit)
-        _say(f"{model.name}: {_gb(model.size)}, layout {check.layout}")
+        _say(f"{model.name}: {human_size(model.size)}, layout {check.layout}")
         _say(f"fit: {check.fit.summary()}")
         with tqdm(total=model.size, unit="B", unit_scale=True, desc=model.name[:40], file=sys.stderr) as bar:
             def show(progress):
@@ -145,7 +141,7 @@ def run_list(args, parser) -> int:
             _emit(args, {"id": record.id, "name": record.name, "path": record.path, "source": record.source,
                          "size": record.size_bytes, **h},
                   f"{record.name}\t{h.get('architecture')}\t{record.quant or h.get('quant') or '?'}\t{experts}\t"
-                  f"ctx {h.get('context_length')}\t{_gb(record.size_bytes)}\t{record.path}")
+                  f"ctx {h.get('context_length')}\t{human_size(record.size_bytes)}\t{record.path}")
     return 0
 
 

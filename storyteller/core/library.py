@@ -69,6 +69,12 @@ class FileCheck:
 Status = Callable[[str], None]
 
 
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
 def header_summary(header: GGUFHeader) -> dict:
     """What the library shows about a GGUF, from its header alone."""
     file_type = header.metadata.get("general.file_type")

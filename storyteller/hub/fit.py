@@ -83,9 +83,12 @@ class FitEstimate:
     vram_needed: int
     note: str
 
+    @property
+    def placement(self) -> str:
+        return {ALL_LAYERS: "all layers on GPU", 0: "CPU"}.get(self.gpu_layers, f"{self.gpu_layers} layers on GPU")
+
     def summary(self) -> str:
-        where = {ALL_LAYERS: "all layers on GPU", 0: "CPU"}.get(self.gpu_layers, f"{self.gpu_layers} layers on GPU")
-        return f"{self.verdict} · needs ~{self.needed_bytes / 1e9:.1f} GB ({where}) · {self.note}"
+        return f"{self.verdict} · needs ~{self.needed_bytes / 1e9:.1f} GB ({self.placement}) · {self.note}"
 
 
 def tensor_bytes(shape: tuple[int, ...], ggml_type: int) -> int:

@@ -10,17 +10,13 @@ import threading
 import gradio as gr
 
 from storyteller.core.context import AppContext
-from storyteller.core.library import USER_ERRORS, FileCheck, Library, RepoView
+from storyteller.core.library import USER_ERRORS, FileCheck, Library, RepoView, human_size
 from storyteller.hub.catalog import CatalogEntry, ModelFiles
 from storyteller.hub.download import TransferProgress
 from storyteller.ui.model_tab import load_with_progress
 
 FILE_HEADERS = ["Quant", "Size", "File", "Fit (estimate)"]
 LOCAL_HEADERS = ["Name", "Architecture", "Quant", "Experts", "Context", "Template", "Size", "Path"]
-
-
-def _gb(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1e9:.2f} GB"
 
 
 def catalog_card(entry: CatalogEntry) -> str:
@@ -43,7 +39,7 @@ def catalog_card(entry: CatalogEntry) -> str:
 
 def check_text(model: ModelFiles, check: FileCheck) -> str:
     layout = ("⚠ " if check.old_layout else "✓ ") + check.layout
-    return f"**{model.name}** · {_gb(model.size)} · layout: {layout}  \nFit: {check.fit.summary()}"
+    return f"**{model.name}** · {human_size(model.size)} · layout: {layout}  \nFit: {check.fit.summary()}"
 
 
 def progress_html(progress: TransferProgress | None, status: str) -> str:
@@ -51,11 +47,10 @@ def progress_html(progress: TransferProgress | None, status: str) -> str:
         return f"<div id='dl-status'>{html.escape(status)}</div>"
     eta = progress.eta_seconds
     eta_text = f" · ETA {eta:.0f} s" if eta is not None else ""
-    total = _gb(progress.total)
     return (
         f"<div id='dl-status'>{html.escape(status)}</div>"
         f"<progress id='dl-bar' value='{progress.fraction:.4f}' max='1' style='width:100%'></progress>"
-        f"<div id='dl-numbers'>{progress.done / 1e6:.1f} MB of {total} · "
+        f"<div id='dl-numbers'>{human_size(progress.done)} of {human_size(progress.total)} · "
         f"{progress.bytes_per_second / 1e6:.1f} MB/s{eta_text}</div>"
     )
 
@@ -66,7 +61,7 @@ def local_rows(library: Library) -> list[list]:
         h = record.header
         experts = f"{h.get('experts_used')}/{h.get('experts')}" if h.get("experts") else "dense"
         rows.append([record.name, h.get("architecture"), record.quant or h.get("quant") or "?", experts,
-                     h.get("context_length"), "yes" if h.get("chat_template") else "no", _gb(record.size_bytes), record.path])
+                     h.get("context_length"), "yes" if h.get("chat_template") else "no", human_size(record.size_bytes), record.path])
     return rows
 
 
@@ -128,8 +123,8 @@ def build(ctx: AppContext) -> None:
                 fits = library.fits_for(view, check)
             except USER_ERRORS as exc:
                 return None, [], gr.update(choices=[], value=None), f"**{exc}**"
-            rows = [[m.quant or "?", _gb(m.size), m.name + (f" ({len(m.parts)} parts)" if m.is_split else ""),
-                     f"{f.verdict} ({'all' if f.gpu_layers == -1 else f.gpu_layers} GPU layers)"]
+            rows = [[m.quant or "?", human_size(m.size), m.name + (f" ({len(m.parts)} parts)" if m.is_split else ""),
+                     f"{f.verdict} · {f.placement}"]
                     for m, f in zip(view.models, fits)]
             choices = [m.name for m in view.models]
             return view, rows, gr.update(choices=choices, value=default.name), check_text(default, check)

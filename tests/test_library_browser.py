@@ -1,0 +1,106 @@
+"""The Library tab in Chromium against the app with HF_ENDPOINT pointing at the local Hub."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app_runner import SCREENSHOTS, running_app
+from tests.gguf_factory import TinyModelSpec, write_quantized_moe
+from tests.hub_server import FakeHub
+
+pytestmark = pytest.mark.browser
+
+# ~23 MB: several of huggingface_hub's 10 MiB download chunks, so the bar moves in steps.
+MEDIUM = TinyModelSpec(n_embd=256, n_head=4, n_head_kv=2, n_layer=8, n_ff=1024)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hosted")
+    with FakeHub() as server:
+        medium = write_quantized_moe(folder / "medium.gguf", MEDIUM)
+        server.add_file("Kquant03/CognitiveFusion2-4x7B-GGUF", "CognitiveFusion2-model-q4-k-m.gguf", medium)
+        server.add_file("Kquant03/CognitiveFusion2-4x7B-GGUF", "CognitiveFusion2-model-q8-0.gguf",
+                        write_quantized_moe(folder / "tiny.gguf"))
+        server.add_file("Kquant03/CognitiveFusion-4x7B-GGUF", "ggml-model-q4_k_m.gguf",
+                        write_quantized_moe(folder / "old.gguf", per_expert=True))
+        yield server
+
+
+@pytest.fixture(scope="module")
+def app(hub, tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("data"), env={"HF_ENDPOINT": hub.url, "HF_TOKEN": ""}) as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser, app):
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.goto(app.url)
+    page.get_by_role("tab", name="Library").click()
+    page.wait_for_selector("#catalog-pick", timeout=30_000)
+    yield page
+    page.close()
+
+
+def pick(page, dropdown_id: str, option: str) -> None:
+    page.locator(f"#{dropdown_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
+    page.wait_for_function(
+        "([s, t]) => { const e = document.querySelector(s); return e && e.innerText.includes(t) }",
+        arg=[selector, text], timeout=timeout,
+    )
+
+
+def test_catalog_model_downloads_with_progress_and_loads_in_one_click(page, hub):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pick(page, "catalog-pick", "CognitiveFusion2 4x7B")
+    wait_text(page, "#catalog-card", "YamshadowExperiment28-7B")
+    wait_text(page, "#file-check", "layout: ✓ current")
+    table = page.locator("#files-table").inner_text()
+    assert "Q4_K_M" in table and "Q8_0" in table and "fits" in table
+    page.screenshot(path=str(SCREENSHOTS / "library-catalog.png"), full_page=True)
+
+    hub.bytes_per_second = 6 << 20
+    page.locator("#download").click()
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#dl-bar'); return b && b.value > 0 && b.value < 1 }", timeout=30_000
+    )
+    assert "MB/s" in page.locator("#download-progress").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "library-downloading.png"), full_page=True)
+    wait_text(page, "#download-progress", "downloaded, verified and added", timeout=60_000)
+    hub.bytes_per_second = None
+    assert "CognitiveFusion2-model-q4-k-m.gguf" in page.locator("#local-models").inner_text()
+
+    page.locator("#library-load").click()
+    wait_text(page, "#library-status", "Loaded", timeout=60_000)
+    loaded = page.locator("#library-status").inner_text()
+    assert "context 8192" in loaded and "2 of 4 experts" in loaded  # the catalog's context, the model's experts
+    page.screenshot(path=str(SCREENSHOTS / "library-loaded.png"), full_page=True)
+
+
+def test_old_layout_is_flagged_before_download_and_converted(page):
+    pick(page, "catalog-pick", "CognitiveFusion 4x7B (storytelling)")
+    wait_text(page, "#file-check", "old per-expert layout")
+    page.locator("#download").click()
+    wait_text(page, "#download-progress", "downloaded, verified and added", timeout=60_000)
+    assert "ggml-model-q4_k_m.gguf" in page.locator("#local-models").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "library-old-layout.png"), full_page=True)
+
+
+def test_cancel_stops_the_download_and_says_it_resumes(page, hub):
+    pick(page, "catalog-pick", "CognitiveFusion2 4x7B")
+    wait_text(page, "#file-check", "layout:")
+    pick(page, "file-pick", "CognitiveFusion2-model-q4-k-m.gguf")
+    hub.bytes_per_second = 4 << 20
+    page.locator("#library-remove").click()  # the first test downloaded it: start again from nothing
+    page.locator("#download").click()
+    page.wait_for_function(
+        "() => { const b = document.querySelector('#dl-bar'); return b && b.value > 0 && b.value < 1 }", timeout=30_000
+    )
+    page.locator("#cancel-download").click()
+    wait_text(page, "#download-progress", "cancelled; it resumes")
+    hub.bytes_per_second = None
