@@ -85,6 +85,9 @@ def test_split_gguf_downloads_as_one_model_and_loads(library, hub):
     assert progress[-1].done == split.size
     assert [r.name for r in library.list()] == ["tiny-moe-split-Q8_0"]
     assert library.load(record).n_layers == 2
+    before = len(hub.requests)
+    assert library.download("test/tiny-moe-GGUF", split, view.listing.commit).id == record.id  # nothing to fetch
+    assert not any(r.method == "GET" and r.path.startswith("/cdn/") and r.range is None for r in hub.requests[before:])
     library.ctx.engine.unload()
     library.remove(record.name)
     assert library.list() == [] and not any((library.ctx.models_dir / "test/tiny-moe-GGUF").glob("*.gguf"))

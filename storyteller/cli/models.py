@@ -126,7 +126,8 @@ def run_download(args, parser) -> int:
                 bar.write(text, file=sys.stderr)
 
             try:
-                record = library.download(view.listing.repo_id, model, view.listing.commit, on_progress=show, on_status=status)
+                record = library.download(view.listing.repo_id, model, view.listing.commit, on_progress=show,
+                                          on_status=status, check=check)
             except KeyboardInterrupt:
                 raise UserError(f"interrupted: run the same command again to resume {model.name}") from None
         _emit(args, {"name": record.name, "path": record.path}, record.path)

@@ -197,16 +197,19 @@ class Library:
 
     def download(self, repo_id: str, model: ModelFiles, revision: str, *,
                  on_progress: Callable[[TransferProgress], None] | None = None,
-                 on_status: Status | None = None, cancel: threading.Event | None = None) -> ModelRecord:
+                 on_status: Status | None = None, cancel: threading.Event | None = None,
+                 check: FileCheck | None = None) -> ModelRecord:
         """Downloads every part into models/OWNER/REPO/, verified; converts an old layout; records it.
+        `check` is the check_file() result when the caller already has it.
 
         An interrupted or cancelled download leaves its .part files, and the next call resumes them.
         """
         status = on_status or (lambda _text: None)
         dest = self.ctx.models_dir / repo_id
         dest.mkdir(parents=True, exist_ok=True)
-        status(f"Checking {model.first.path}…")
-        check = self.check_file(repo_id, model, revision)
+        if check is None:
+            status(f"Checking {model.first.path}…")
+            check = self.check_file(repo_id, model, revision)
         size = model.size or 0
         on_disk = sum(_size_or_zero(dest / (Path(p.path).name + ".part")) for p in model.parts)
         # An old layout is converted next to the download: room for a second copy, for a while.

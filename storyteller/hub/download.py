@@ -176,6 +176,11 @@ def download_file(client: HubClient, repo_id: str, revision: str, remote: Remote
     expected_sha = remote.sha256 or _sha256_etag(location.etag)
     part = part_path(final)
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if final.is_file() and final.stat().st_size == expected_size:
+        # Only verified files are ever renamed to their final name: a part of a split GGUF that an
+        # earlier, interrupted run finished is not fetched again.
+        meter.resumed(expected_size)
+        return final
 
     use_xet = location.metadata.xet_file_data is not None and is_xet_available()
     # hf_xet writes the whole file each time; its chunk cache is what makes a second try cheap.
