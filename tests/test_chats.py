@@ -171,7 +171,7 @@ def test_kill_9_mid_reply_keeps_the_chat_and_the_reply_so_far(slow_model, tmp_pa
         [sys.executable, "-c", STREAM_FOREVER, str(slow_model), str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     chat_id = app.stdout.readline().strip()
-    time.sleep(5)  # more than two save intervals
+    saved = _wait_for_saved_reply(tmp_path / "storyteller.db", min_chars=200, timeout=60)
     os.kill(app.pid, signal.SIGKILL)
     app.wait()
     conn = sqlite3.connect(tmp_path / "storyteller.db")
@@ -183,5 +183,22 @@ def test_kill_9_mid_reply_keeps_the_chat_and_the_reply_so_far(slow_model, tmp_pa
     assert view.messages[0].content == "tell me everything"
     reply = view.messages[1]
     assert reply.meta.get("interrupted") and not reply.streaming  # killed mid-reply…
-    assert len(reply.content) > 100  # …yet what streamed up to the last save is there
+    assert reply.content.startswith(saved)  # …yet what streamed up to the last save is there
     ctx.close()
+
+
+def _wait_for_saved_reply(db_path, min_chars: int, timeout: float) -> str:
+    """Polls the database (WAL lets a reader in beside the writer) until the streaming reply has text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = sqlite3.connect(db_path)
+        try:
+            row = conn.execute("SELECT content FROM messages WHERE role = 'assistant' AND status = 'streaming'").fetchone()
+        except sqlite3.OperationalError:
+            row = None  # the app is still creating the database
+        finally:
+            conn.close()
+        if row and len(row[0]) >= min_chars:
+            return row[0]
+        time.sleep(0.2)
+    raise AssertionError("the streaming reply was never saved")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from jinja2 import TemplateError
@@ -19,6 +19,7 @@ from jinja2 import TemplateError
 from storyteller.core.character_context import CharacterContext, character_context
 from storyteller.core.context import AppContext
 from storyteller.core.macros import MacroContext, substitute
+from storyteller.core.presets import Preset, PresetError, PresetLibrary
 from storyteller.core.prompt import (
     AssembledPrompt,
     DepthInjection,
@@ -57,6 +58,18 @@ class ChatError(ValueError):
     """Something the user asked that cannot be done; the message says why."""
 
 
+@dataclass(frozen=True)
+class ReplyOptions:
+    """Per-request overrides (the CLI's --max-tokens and --preset)."""
+
+    max_tokens: int | None = None
+    preset: str | None = None
+    fresh_seed: bool = False  # a swipe must differ from its siblings even under a fixed-seed preset
+
+
+NO_OPTIONS = ReplyOptions()
+
+
 @dataclass
 class ReplyStarted:
     message_id: int | None  # None for impersonation, which is not saved
@@ -78,7 +91,7 @@ class ReplyFinished:
     text: str
     message_id: int | None
     stats: GenerationStats
-    trimmed_messages: int
+    trimmed_tokens: int  # history tokens that left the prompt in this turn
 
 
 ChatEvent = ReplyStarted | ReplyText | ReplyProgress | ReplyFinished
@@ -124,6 +137,7 @@ class _Turn:
     template: InstructTemplate | EmbeddedTemplate
     sampler: SamplerSettings
     max_tokens: int
+    stops: list[str]
     history: list[MessageRow] = field(default_factory=list)
 
 
@@ -212,7 +226,7 @@ class ChatService:
 
     # --- messages -------------------------------------------------------------------------------
 
-    def send(self, chat_id: str, text: str) -> Iterator[ChatEvent]:
+    def send(self, chat_id: str, text: str, options: ReplyOptions = NO_OPTIONS) -> Iterator[ChatEvent]:
         """Saves the user's message, then streams the reply (an empty text just asks for a reply)."""
         chat = self.chat(chat_id)
         text = (text or "").strip()
@@ -223,30 +237,30 @@ class ChatService:
             character = character_context(self.ctx, chat.character_id, chat.persona_id)
             macros = self._macros(chat, character, fresh=True)
             parent = self.repo.add_message(chat_id, parent, "user", substitute(text, macros)).id
-        yield from self._reply(chat_id, parent)
+        yield from self._reply(chat_id, parent, options)
 
-    def regenerate(self, chat_id: str) -> Iterator[ChatEvent]:
+    def regenerate(self, chat_id: str, options: ReplyOptions = NO_OPTIONS) -> Iterator[ChatEvent]:
         """A new reply beside the last one (a new swipe, with a new seed)."""
         chat = self.chat(chat_id)
         last = self.repo.get_message(chat.leaf_id) if chat.leaf_id else None
         if last is None or last.role != "assistant":
-            yield from self._reply(chat_id, chat.leaf_id)
+            yield from self._reply(chat_id, chat.leaf_id, options)
             return
         if last.meta.get("greeting"):
             raise ChatError("greetings come from the character card; swipe through them instead")
-        yield from self._reply(chat_id, last.parent_id)
+        yield from self._reply(chat_id, last.parent_id, replace(options, fresh_seed=True))
 
-    def continue_reply(self, chat_id: str) -> Iterator[ChatEvent]:
+    def continue_reply(self, chat_id: str, options: ReplyOptions = NO_OPTIONS) -> Iterator[ChatEvent]:
         """Extends the last reply where it stopped."""
         chat = self.chat(chat_id)
         last = self.repo.get_message(chat.leaf_id) if chat.leaf_id else None
         if last is None or last.role != "assistant":
             raise ChatError("there is no reply to continue")
-        yield from self._reply(chat_id, last.parent_id, continuing=last)
+        yield from self._reply(chat_id, last.parent_id, options, continuing=last)
 
-    def impersonate(self, chat_id: str) -> Iterator[ChatEvent]:
+    def impersonate(self, chat_id: str, options: ReplyOptions = NO_OPTIONS) -> Iterator[ChatEvent]:
         """Writes the user's next message (not saved: it goes to the input box)."""
-        yield from self._reply(chat_id, self.chat(chat_id).leaf_id, role="user")
+        yield from self._reply(chat_id, self.chat(chat_id).leaf_id, options, role="user")
 
     def swipe(self, chat_id: str, step: int) -> bool:
         """Moves to the previous/next swipe of the last message; False past the last one (generate a new one)."""
@@ -279,18 +293,23 @@ class ChatService:
     # --- generation -----------------------------------------------------------------------------
 
     def _reply(
-        self, chat_id: str, parent_id: int | None, role: str = "assistant", continuing: MessageRow | None = None
+        self,
+        chat_id: str,
+        parent_id: int | None,
+        options: ReplyOptions,
+        role: str = "assistant",
+        continuing: MessageRow | None = None,
     ) -> Iterator[ChatEvent]:
         info = self.ctx.engine.model_info
         if info is None:
             raise ChatError("no model is loaded")
-        turn = self._turn(self.chat(chat_id), parent_id)
+        turn = self._turn(self.chat(chat_id), parent_id, options)
         next_role = None if continuing else role
         try:
-            prompt = self._assemble(turn, info.n_ctx, next_role)
+            prompt, trimmed_tokens = self._assemble(turn, info.n_ctx, next_role)
         except TemplateError as exc:
             turn.template = builtin_fallback(turn.template, f"refused this conversation ({exc})", self._templates())
-            prompt = self._assemble(turn, info.n_ctx, next_role)
+            prompt, trimmed_tokens = self._assemble(turn, info.n_ctx, next_role)
         if prompt.over_budget:
             raise ChatError(
                 f"the prompt needs {prompt.total_tokens} tokens even with the oldest messages left out, more than "
@@ -301,6 +320,7 @@ class ChatService:
             stops = [*turn.template.stop_strings(turn.character.char_name), f"\n{turn.character.char_name}:"]
         else:
             stops = turn.template.stop_strings(turn.character.user_name)
+        stops += turn.stops
         request = GenerateRequest(prompt.segments, turn.sampler, turn.max_tokens, stops)
 
         message_id = None
@@ -333,7 +353,7 @@ class ChatService:
                 if done is not None:
                     fields["token_ids"] = _reply_ids(continuing, done)
                     fields["meta"] = {**(continuing.meta if continuing else {}), "stats": done.stats.as_dict(),
-                                      "shifted_tokens": done.stats.shifted_tokens}
+                                      "shifted_tokens": done.stats.shifted_tokens, "seed": turn.sampler.seed}
                 self.repo.update_message(message_id, **fields)
         self.last_prompts[chat_id] = PromptReport(
             text="".join(s.text for s in prompt.segments),
@@ -342,22 +362,40 @@ class ChatService:
             template=turn.template.name,
             trimmed_messages=prompt.dropped_messages,
         )
-        yield ReplyFinished(prefix + done.text, message_id, done.stats, prompt.dropped_messages)
+        yield ReplyFinished(prefix + done.text, message_id, done.stats, trimmed_tokens)
 
-    def _turn(self, chat: ChatRow, parent_id: int | None) -> _Turn:
+    def _turn(self, chat: ChatRow, parent_id: int | None, options: ReplyOptions) -> _Turn:
         info = self.ctx.engine.model_info
         character = character_context(self.ctx, chat.character_id, chat.persona_id)
         template = choose_template(
             chat.template_id, chat.settings.get("model_format"), info.chat_template, info.bos_text, info.eos_text,
             self._templates(),
         )
-        sampler, max_tokens = SamplerSettings(), DEFAULT_REPLY_TOKENS
-        return _Turn(chat, character, template, sampler, max_tokens, self.repo.path(parent_id))
+        preset = self.preset(chat, options.preset)
+        sampler = preset.sampler if preset else SamplerSettings()
+        if options.fresh_seed or sampler.seed is None:
+            sampler = sampler.model_copy(update={"seed": random.randrange(0xFFFFFFFE)})
+        max_tokens = options.max_tokens or (preset.max_tokens(DEFAULT_REPLY_TOKENS) if preset else DEFAULT_REPLY_TOKENS)
+        stops = list(preset.stop) if preset else []
+        return _Turn(chat, character, template, sampler, max_tokens, stops, self.repo.path(parent_id))
+
+    def preset(self, chat: ChatRow, override: str | None = None) -> Preset | None:
+        """The chat's preset: the override, else the one bound to the chat, else the character's, else the default."""
+        library = PresetLibrary(self.ctx)
+        try:
+            if override:
+                return library.get(override)
+            if chat.preset_name and (entry := library.find(chat.preset_name)) is not None:
+                return entry.preset
+        except PresetError as exc:
+            raise ChatError(str(exc)) from exc
+        return library.preset_for(chat.character_id)
 
     def _templates(self) -> dict[str, InstructTemplate]:
         return {**builtin_templates(), **user_templates(self.ctx.data_dir / "templates")}
 
-    def _assemble(self, turn: _Turn, n_ctx: int, next_role) -> AssembledPrompt:
+    def _assemble(self, turn: _Turn, n_ctx: int, next_role) -> tuple[AssembledPrompt, int]:
+        """The prompt, and how many history tokens left it in this turn."""
         chat, character = turn.chat, turn.character
         macros = self._macros(chat, character)
         injections = []
@@ -381,9 +419,10 @@ class ChatService:
             keep_from=self._keep_from(chat, history),
         )
         prompt = assemble(request, self._count)
+        trimmed = sum(self._count([_segment(m)]) for m in history[request.keep_from : prompt.kept_from])
         if prompt.kept_from < len(history):
             self._remember_cut(chat, history[prompt.kept_from].id)
-        return prompt
+        return prompt, trimmed
 
     def _keep_from(self, chat: ChatRow, history: list[HistoryMessage]) -> int:
         first_kept = chat.settings.get("first_kept_message")
@@ -420,6 +459,10 @@ class ChatService:
 
     def _count_text(self, text: str) -> int:
         return self._count([Segment(text)])
+
+
+def _segment(message: HistoryMessage) -> Segment:
+    return Segment(message.content, "content", list(message.token_ids) if message.token_ids else None)
 
 
 def _reply_ids(continuing: MessageRow | None, done: Done) -> list[int] | None:
