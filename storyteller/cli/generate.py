@@ -9,7 +9,10 @@ import sys
 from storyteller.cli.common import UserError, add_data_dir_option, print_progress
 from storyteller.core.context import AppContext, resolve_data_dir
 from storyteller.core.completion import complete
-from storyteller.engine import LoadSettings, SamplerSettings
+from storyteller.core.presets import PresetError, PresetLibrary, sampling_for
+from storyteller.engine import LoadSettings
+
+DEFAULT_MAX_TOKENS = 256
 
 
 def register(subparsers) -> None:
@@ -22,30 +25,37 @@ def register(subparsers) -> None:
     add_data_dir_option(parser)
     parser.add_argument("--model", required=True, metavar="PATH", help="GGUF file to load")
     parser.add_argument("--prompt", metavar="TEXT", help="one prompt (default: one per line of stdin)")
-    parser.add_argument("--max-tokens", type=int, default=256, metavar="N")
+    parser.add_argument("--preset", metavar="NAME", help="sampling preset (default: min-p 0.05 at temperature 0.8)")
+    parser.add_argument(
+        "--max-tokens", type=int, metavar="N", help=f"reply limit (default: the preset's, else {DEFAULT_MAX_TOKENS})"
+    )
     parser.add_argument("--n-ctx", type=int, default=4096, metavar="N")
-    parser.add_argument("--seed", type=int, metavar="N", help="sampling seed (default: random)")
+    parser.add_argument("--seed", type=int, metavar="N", help="sampling seed (default: the preset's, else random)")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: text and stats")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.max_tokens < 1:
+    if args.max_tokens is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
     try:
         settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx)
-        sampler = SamplerSettings(seed=args.seed)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     prompts = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
     ctx = AppContext.open(resolve_data_dir(args.data_dir))
     try:
+        try:
+            preset = PresetLibrary(ctx).get(args.preset) if args.preset else None
+            sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
+        except PresetError as exc:
+            raise UserError(str(exc)) from None
         ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
         for prompt in prompts:
             if not prompt.strip():
                 continue
-            result = complete(ctx.engine, prompt, sampler, args.max_tokens, args.stop)
+            result = complete(ctx.engine, prompt, sampling.sampler, sampling.max_tokens, sampling.stop)
             if args.json:
                 print(json.dumps({"text": result.text, "stats": result.stats.as_dict()}), flush=True)
             else:
