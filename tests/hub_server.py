@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
+import pytest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -287,3 +288,11 @@ def populate(hub: FakeHub, folder: Path) -> HostedModels:
     hub.repos["test/gated-GGUF"].token = GATED_TOKEN
     hub.repos["test/tiny-moe-GGUF"].downloads = 100
     return HostedModels(tiny, old, split_first, blob)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A populated FakeHub for one test module (import this fixture into the module)."""
+    with FakeHub() as server:
+        server.models = populate(server, tmp_path_factory.mktemp("hosted"))
+        yield server

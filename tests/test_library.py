@@ -15,17 +15,10 @@ from storyteller.hub.client import HubClient, HubError
 from storyteller.hub.fit import ALL_LAYERS, Machine, ModelShape, estimate_fit
 from storyteller.hub.layout import convert_to_stacked, has_per_expert_layout
 from tests.gguf_factory import TinyModelSpec, write_quantized_moe
-from tests.hub_server import FakeHub, populate
+from tests.hub_server import hub  # noqa: F401 (fixture)
 
 PROMPTS = ["Once upon a time", "The dragon said", "In the castle of the old king", "hello world"]
 PLENTY = Machine(ram_free=64 << 30, gpu_offload=False, vram_free=None)
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with FakeHub() as server:
-        server.models = populate(server, tmp_path_factory.mktemp("hosted"))
-        yield server
 
 
 @pytest.fixture

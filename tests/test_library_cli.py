@@ -11,14 +11,7 @@ import pytest
 
 from tests.app_runner import ROOT
 from tests.gguf_factory import write_quantized_moe
-from tests.hub_server import FakeHub, populate
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    with FakeHub() as server:
-        server.models = populate(server, tmp_path_factory.mktemp("hosted"))
-        yield server
+from tests.hub_server import hub  # noqa: F401 (fixture)
 
 
 @pytest.fixture
