@@ -1,0 +1,81 @@
+"""`storyteller chat`: chat turns from the command line, in the same chats the UI shows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from storyteller.cli.common import UserError, add_data_dir_option, print_progress
+from storyteller.core.characters import CharacterLibrary, CharacterNotFound
+from storyteller.core.chats import ChatError, ReplyFinished, ReplyOptions
+from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.engine import LoadSettings
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "chat",
+        help="chat from the command line",
+        description="Sends --message, or each non-empty line of standard input, as a turn of a new chat (or of "
+        "--chat ID) and prints each reply. The chat is the one the UI shows; the CLI loads its own model.",
+    )
+    add_data_dir_option(parser)
+    parser.add_argument("--model", required=True, metavar="PATH", help="GGUF file to load")
+    parser.add_argument("--character", metavar="ID|NAME", help="chat with this character (default: a plain narrator)")
+    parser.add_argument("--chat", metavar="ID", help="go on with this chat")
+    parser.add_argument("--message", metavar="TEXT", help="one message (default: one per line of stdin)")
+    parser.add_argument("--preset", metavar="NAME", help="sampling preset for these turns")
+    parser.add_argument("--n-ctx", type=int, default=4096, metavar="N")
+    parser.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit")
+    parser.add_argument("--json", action="store_true", help='one JSON object per line: {"chat_id", "text", "stats"}')
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.max_tokens is not None and args.max_tokens < 1:
+        parser.error("--max-tokens must be at least 1")
+    if args.chat and args.character:
+        parser.error("--chat goes on with a chat; its character is already set")
+    try:
+        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    ctx = AppContext.open(resolve_data_dir(args.data_dir))
+    try:
+        chats = ctx.chats
+        if args.chat:
+            chat = chats.repo.get_chat(args.chat)
+            if chat is None:
+                raise UserError(f"there is no chat {args.chat}")
+        else:
+            character_id = _character_id(ctx, args.character) if args.character else None
+            chat = chats.new_chat(character_id)
+            print(f"new chat {chat.id}: {chat.title}", file=sys.stderr)
+        options = ReplyOptions(max_tokens=args.max_tokens, preset=args.preset)
+        if args.preset:
+            chats.preset(chat, args.preset)  # an unknown preset fails before the model loads
+        ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        messages = [args.message] if args.message is not None else (line.rstrip("\n") for line in sys.stdin)
+        for message in messages:
+            if not message.strip():
+                continue
+            finished = [e for e in chats.send(chat.id, message, options) if isinstance(e, ReplyFinished)][0]
+            if args.json:
+                stats = {**finished.stats.as_dict(), "trimmed_tokens": finished.trimmed_tokens,
+                         "shifted_tokens": finished.stats.shifted_tokens}
+                print(json.dumps({"chat_id": chat.id, "text": finished.text, "stats": stats}), flush=True)
+            else:
+                print(finished.text.strip(), flush=True)
+    except ChatError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        ctx.close()
+    return 0
+
+
+def _character_id(ctx: AppContext, reference: str) -> int:
+    try:
+        return CharacterLibrary(ctx).resolve(reference).id
+    except CharacterNotFound as exc:
+        raise UserError(str(exc)) from None
