@@ -99,7 +99,7 @@ def sniff(data: bytes, suffix: str) -> str:
         return "zip"
     if data[:3] == b"\xff\xd8\xff":
         return "a JPEG image"
-    if suffix in (".yaml", ".yml"):
+    if suffix in YAML_SUFFIXES:
         return "yaml"
     if suffix in (".png", ".webp", ".charx"):
         return f"a damaged or mislabeled {suffix[1:].upper()} file"
@@ -277,10 +277,12 @@ def placeholder_avatar(name: str) -> bytes:
 # --- YAML (text-generation-webui) -------------------------------------------------------------------
 
 YAML_FIELDS = {"name": "name", "context": "description", "greeting": "first_mes"}
+YAML_SUFFIXES = (".yaml", ".yml")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _image_beside(path: Path) -> Path | None:
-    for suffix in (".png", ".jpg", ".jpeg", ".webp"):
+    for suffix in IMAGE_SUFFIXES:
         candidate = path.with_suffix(suffix)
         if candidate.is_file():
             return candidate

@@ -15,6 +15,8 @@ from storyteller.core.card_files import (
     MAX_FILE_BYTES,
     MiB,
     CardFileError,
+    IMAGE_SUFFIXES,
+    YAML_SUFFIXES,
     CardPackage,
     ExportedCard,
     ExportFormat,
@@ -138,12 +140,20 @@ class CharacterLibrary:
     # --- import and export ------------------------------------------------------------------------
 
     def import_files(self, paths: Iterable[Path], labels: Iterable[str] | None = None) -> list[ImportResult]:
-        """Imports each file on its own: a bad file is reported and the others still come in."""
-        paths = list(paths)
+        """Imports each file on its own: a bad file is reported and the others still come in.
+
+        `labels` name the files in messages (the names the user knows, e.g. of uploads).
+        """
+        paths = [Path(p) for p in paths]
+        labels = list(labels) if labels is not None else [str(p) for p in paths]
+        # A YAML character's image travels beside it; imported with the YAML, not as a card of its own.
+        yaml_stems = {(p.parent, p.stem) for p in paths if p.suffix.lower() in YAML_SUFFIXES}
         results = []
-        for path, label in zip(paths, labels or (str(p) for p in paths), strict=True):
+        for path, label in zip(paths, labels, strict=True):
+            if path.suffix.lower() in IMAGE_SUFFIXES and (path.parent, path.stem) in yaml_stems:
+                continue
             try:
-                package = read_card_file(Path(path), label)
+                package = read_card_file(path, label)
             except CardFileError as exc:
                 results.append(ImportResult(label, error=str(exc)))
                 continue

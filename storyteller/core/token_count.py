@@ -19,10 +19,7 @@ def estimate_tokens(text: str) -> int:
 @dataclass(frozen=True)
 class TokenCount:
     tokens: int
-    estimated: bool
-
-    def __str__(self) -> str:
-        return f"~{self.tokens} tokens (estimate: no model loaded)" if self.estimated else f"{self.tokens} tokens"
+    estimated: bool  # True: no model loaded, so CHARS_PER_TOKEN stood in for the tokenizer
 
 
 def count_tokens(engine: Engine, text: str) -> TokenCount:

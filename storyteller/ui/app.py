@@ -11,10 +11,18 @@ import gradio as gr  # noqa: E402
 
 from storyteller.core.context import AppContext  # noqa: E402
 from storyteller.core.models import describe_engine  # noqa: E402
-from storyteller.ui import chat_tab, library_tab, model_tab  # noqa: E402
+from storyteller.ui import (  # noqa: E402
+    characters_tab,
+    chat_tab,
+    library_tab,
+    lorebooks_tab,
+    model_tab,
+    personas_tab,
+    presets_tab,
+)
 
 # Each tab module has build(ctx): it creates its components and wires its events.
-TABS = [chat_tab, model_tab, library_tab]
+TABS = [chat_tab, characters_tab, personas_tab, lorebooks_tab, presets_tab, model_tab, library_tab]
 STATUS_REFRESH_SECONDS = 2.0
 
 CSS = """
