@@ -82,6 +82,10 @@ def test_broken_ccv3_falls_back_to_chara_with_a_note(library, tmp_path):
         ('{"spec": "chara_card_v3", "data": {"name": "A", "alternate_greetings": {"a": 1}}}', "alternate_greetings must be a list"),
         ('{"entries": {"0": {"key": ["a"], "content": "b"}}}', "this is a lorebook"),
         ('{"spec": "banana"}', 'unknown spec "banana"'),
+        ('{"spec": "chara_card_v2", "data": {"name": "A", "character_book": {"entries": [{"keys": {"a": 1}}]}}}',
+         "lorebook entry 1: keys must be a list of text"),
+        ('{"spec": "chara_card_v2", "data": {"name": "A", "character_book": {"scan_depth": "deep", "entries": []}}}',
+         "lorebook scan_depth"),
     ],
 )
 def test_json_that_is_not_a_card(library, tmp_path, content, expected):

@@ -28,7 +28,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from storyteller.core.cards import Card, CardAsset, NotACard, Spec, card_from_json, new_card
-from storyteller.core.lorebook import LorebookDoc, lorebook_format
+from storyteller.core.lorebook import LorebookDoc, card_lorebook, lorebook_format
 
 MiB = 1024 * 1024
 # Pillow keeps at most 64 MiB of PNG text; a bigger card PNG could not be read whole anyway.
@@ -136,6 +136,8 @@ def _package_from_json(value: Any, label: str, **package: Any) -> CardPackage:
         raise CardFileError(f"{label}: this is a lorebook, not a character card; import it as a lorebook")
     try:
         card, notes = card_from_json(value)
+        if (book := card_lorebook(card)) is not None:
+            book.book()  # a broken character_book fails the import, not a later chat
     except NotACard as exc:
         raise CardFileError(f"{label}: {exc}") from None
     return CardPackage(card, notes=notes, **package)

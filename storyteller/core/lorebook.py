@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from storyteller.core.cards import JsonObject, NotACard, Text, TextList, describe_validation_error
+from storyteller.core.cards import Card, JsonObject, NotACard, Text, TextList, describe_validation_error
 from storyteller.core.token_count import estimate_tokens
 
 LorebookFormat = Literal["card_book", "lorebook_v3", "world_info"]
@@ -179,7 +179,7 @@ EDITABLE_ENTRY_FIELDS = tuple(name for name in LoreEntry.model_fields if name !=
 
 def entry_from_raw(raw: Any, codecs: dict[str, Codec]) -> LoreEntry:
     if not isinstance(raw, dict):
-        raise NotACard("a lorebook entry must be an object")
+        raise NotACard(f"a lorebook entry must be an object, not {type(raw).__name__}")
     values = {name: value for name, codec in codecs.items() if (value := codec.read(raw)) is not MISSING}
     if "position" not in values and raw.get("position") in ST_POSITIONS[:2] and codecs is CARD_CODECS:
         values["position"] = raw["position"]
@@ -247,9 +247,13 @@ class LorebookDoc:
         settings = {k: v for k, v in self._book_raw.items() if k != "entries" and v is not None}
         try:
             book = Lorebook.model_validate(settings if self.format != "world_info" else {"name": settings.get("name")})
-            book.entries = [entry_from_raw(raw, self._codecs) for raw in self.raw_entries()]
         except ValidationError as exc:
-            raise NotACard(describe_validation_error(exc)) from None
+            raise NotACard(describe_validation_error(exc, prefix="lorebook ")) from None
+        for number, raw in enumerate(self.raw_entries(), start=1):
+            try:
+                book.entries.append(entry_from_raw(raw, self._codecs))
+            except ValidationError as exc:
+                raise NotACard(describe_validation_error(exc, prefix=f"lorebook entry {number}: ")) from None
         return book
 
     @property
@@ -292,6 +296,12 @@ class LorebookDoc:
         if self.format == "card_book":
             return {"spec": "lorebook_v3", "data": copy.deepcopy(self.raw)}
         return {"spec": "lorebook_v3", "data": card_book_from(self.book())}
+
+
+def card_lorebook(card: Card) -> LorebookDoc | None:
+    """The card's own lorebook (its character_book), or None when it has none."""
+    book = card.data.character_book
+    return LorebookDoc(book, "card_book") if book is not None else None
 
 
 def card_book_from(book: Lorebook) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from storyteller.core.characters import (
     macro_context,
 )
 from storyteller.core.context import AppContext
-from storyteller.core.lorebook import LorebookDoc
+from storyteller.core.lorebook import LorebookDoc, card_lorebook
 from storyteller.core.personas import PersonaLibrary
 from storyteller.ui.lorebook_editor import build_lorebook_editor, split_list
 
@@ -264,8 +264,7 @@ def build(ctx: AppContext) -> None:
 
 
 def _card_book(library: CharacterLibrary, character_id: int) -> LorebookDoc | None:
-    book = library.get(character_id).card.data.character_book
-    return LorebookDoc(book, "card_book") if book is not None else None
+    return card_lorebook(library.get(character_id).card)
 
 
 def _save_book(library: CharacterLibrary, character_id: int, doc: LorebookDoc) -> None:
