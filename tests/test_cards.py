@@ -254,6 +254,17 @@ def test_create_duplicate_delete_and_search(library, tmp_path):
     assert library.all() == []
 
 
+def test_cmyk_jpeg_avatar_exports_as_png(library):
+    made = library.create("Print")
+    out = io.BytesIO()
+    Image.new("CMYK", (8, 8), (0, 255, 255, 0)).save(out, "JPEG")
+    made = library.set_avatar(made, out.getvalue(), "print.jpg")
+    _, exported = library.export(made, "png")
+    with Image.open(io.BytesIO(exported.data)) as image:
+        image.load()
+        assert image.mode == "RGBA" and "ccv3" in image.text
+
+
 def test_changed_avatar_replaces_a_charx_main_icon(library, tmp_path):
     card = v3_card_with_assets("Icon")
     card["data"]["assets"] = [{"type": "icon", "uri": "embeded://assets/icon/images/main.png", "name": "main", "ext": "png"}]

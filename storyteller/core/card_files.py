@@ -43,6 +43,7 @@ ASSET_CHUNK = "chara-ext-asset_:"
 PNG_ASSET = "__asset:"
 CHARX_ASSET = "embeded://"
 IMAGE_EXTS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif"}
+PNG_MODES = ("1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA")
 EXIF_USER_COMMENT = 0x9286
 EXIF_IFD = 0x8769
 ExportFormat = Literal["png", "json", "charx"]
@@ -430,7 +431,9 @@ def _export_png(package: CardPackage) -> ExportedCard:
     with Image.open(io.BytesIO(package.avatar or placeholder_avatar(card.name))) as image:
         out = io.BytesIO()
         animated = getattr(image, "n_frames", 1) > 1
-        image.save(out, "PNG", pnginfo=info, save_all=animated)
+        # PNG has no CMYK or YCbCr (JPEG avatars can be either); animations are PNG-ready already.
+        still = image if animated or image.mode in PNG_MODES else image.convert("RGBA")
+        still.save(out, "PNG", pnginfo=info, save_all=animated)
     return ExportedCard(out.getvalue(), "png", notes)
 
 

@@ -12,6 +12,7 @@ import copy
 import re
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -125,8 +126,9 @@ class CardDataV3(CardDataV2):
     creator_notes_multilingual: dict[str, Text] | None = None
     source: OptionalTextList = None
     group_only_greetings: TextList = Field(default_factory=list)
-    creation_date: float | None = None
-    modification_date: float | None = None
+    # Unix seconds by the spec; some writers put a date string, which is kept (and shown) as it is.
+    creation_date: float | str | None = None
+    modification_date: float | str | None = None
     assets: list[CardAsset] | None = None
 
 
@@ -158,12 +160,12 @@ EDITABLE_FIELDS = (
 class Card:
     """A card as its JSON document (V2 or V3 shape; V1 and older formats are wrapped on import)."""
 
-    doc: dict[str, Any]
+    doc: dict[str, Any]  # treated as immutable: changes make a new Card
 
     def __post_init__(self) -> None:
-        validate_data(self.doc["data"])  # fail early: every Card has a readable view
+        self.data  # noqa: B018 (fail early: every Card has a readable view)
 
-    @property
+    @cached_property
     def data(self) -> CardDataV3:
         return validate_data(self.doc["data"])
 

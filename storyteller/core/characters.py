@@ -15,6 +15,7 @@ from storyteller.core.card_files import (
     MAX_FILE_BYTES,
     MiB,
     CardFileError,
+    IMAGE_EXTS,
     IMAGE_SUFFIXES,
     YAML_SUFFIXES,
     CardPackage,
@@ -215,9 +216,13 @@ class CharacterLibrary:
         assets = dict(character.assets)
         icon = main_icon(character.card, assets)
         if icon is not None:
-            icon_ext = icon.ext.lower() or ext
-            with Image.open(io.BytesIO(image)) as opened:
-                assets[icon.uri] = self.media.put(encode_image(opened, icon_ext), icon_ext)
+            # The icon keeps the format its card names (the JSON stays as it was), when Pillow can write it.
+            icon_ext = {"jpeg": "jpg"}.get(icon.ext.lower(), icon.ext.lower())
+            if icon_ext in IMAGE_EXTS.values() and icon_ext != ext:
+                with Image.open(io.BytesIO(image)) as opened:
+                    assets[icon.uri] = self.media.put(encode_image(opened, icon_ext), icon_ext)
+            else:
+                assets[icon.uri] = avatar
         self.rows.update(character.id, character.card.doc, avatar, assets)
         self._forget(character, keep=self.get(character.id))
         return self.get(character.id)
