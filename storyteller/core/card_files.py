@@ -125,7 +125,7 @@ def _parse_json(data: bytes, label: str) -> Any:
     try:
         return json.loads(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
-        raise CardFileError(f"{label}: not UTF-8 text, so not a JSON card") from None
+        raise CardFileError(f"{label}: not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as exc:
         raise CardFileError(f"{label}: invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except RecursionError:
@@ -309,9 +309,7 @@ def _read_yaml(data: bytes, label: str, image_path: Path | None) -> CardPackage:
     card = new_card(fields | ({"extensions": {"text_generation_webui": extras}} if extras else {}), spec="v2")
     package = CardPackage(card, notes=["a text-generation-webui character: stored as a V2 card"])
     if image_path is not None:
-        image = image_path.read_bytes()
-        if len(image) > MAX_FILE_BYTES:
-            raise CardFileError(f"{image_path}: the image beside the YAML is more than {MAX_FILE_BYTES // MiB} MB")
+        image = _read_limited(image_path, str(image_path), MAX_FILE_BYTES)
         package.avatar, package.avatar_ext = image, image_ext(image, str(image_path))
     return package
 
