@@ -158,7 +158,7 @@ def test_stop_during_prompt_processing_acts_within_a_fraction_of_a_second(slow_m
         presser.join()
         assert done.stats.stop_reason == "user"
         assert done.stats.generated_tokens == 0
-        assert finished - stopped_at[0] < 0.3, f"stop took {finished - stopped_at[0]:.2f}s"
+        assert finished - stopped_at[0] < 0.5, f"stop took {finished - stopped_at[0]:.2f}s"
         # The same prompt, unstopped, takes clearly longer than the moment Stop was pressed.
         t0 = time.perf_counter()
         _, full = run(engine, prompt, sampler=GREEDY, max_tokens=1)

@@ -467,8 +467,8 @@ def _segment(message: HistoryMessage) -> Segment:
 
 def _reply_ids(continuing: MessageRow | None, done: Done) -> list[int] | None:
     """The ids to resend for the reply: only when they are exactly what the text says."""
-    if done.stats.stop_reason == "stop":
-        return None  # a stop string may end inside a token: the ids and the text differ
+    if not done.ids_exact:
+        return None  # the stop string began inside a token: the ids and the text differ
     if continuing is None:
         return done.token_ids
     if continuing.token_ids is None:

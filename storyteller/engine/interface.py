@@ -146,6 +146,7 @@ class Done:
     token_ids: list[int]  # the sampled ids behind `text`: store them to resend the reply exactly
     prompt_token_ids: list[int]
     stats: GenerationStats
+    ids_exact: bool = True  # False when a stop string began inside a token: the ids then end early
 
 
 GenerationEvent = PromptProgress | TextChunk | Done

@@ -314,7 +314,7 @@ class LoadedModel:
         evaluated = len(prompt) - reused
         if stopped_in_prompt:
             stats = GenerationStats(len(prompt), reused, evaluated, 0, None, None, "user", shifted)
-            yield Done("", [], prompt, stats)
+            yield Done("", [], prompt, stats, True)
             return
 
         try:
@@ -394,6 +394,8 @@ class LoadedModel:
             if tail:
                 yield TextChunk(tail)
         kept = [t for t, end in zip(sampled, token_ends) if end <= len(matcher.text)]
+        # The ids say exactly the text unless a stop string began inside a token.
+        ids_exact = (token_ends[len(kept) - 1] if kept else 0) == len(matcher.text)
         stats = GenerationStats(
             prompt_tokens=len(prompt),
             reused_tokens=reused,
@@ -404,7 +406,7 @@ class LoadedModel:
             stop_reason=stop_reason,
             shifted_tokens=shifted,
         )
-        yield Done(matcher.text, kept, prompt, stats)
+        yield Done(matcher.text, kept, prompt, stats, ids_exact)
 
     def _reuse_cache(self, prompt: list[int]) -> tuple[int, int]:
         """What the KV cache can give this prompt: (tokens reused, of which shifted into place).
