@@ -51,12 +51,12 @@ class SamplerSettings(BaseModel):
     top_p: float = Field(1.0, ge=0.0, le=1.0)  # 1 = off
     min_p: float = Field(0.05, ge=0.0, le=1.0)  # 0 = off
     typical_p: float = Field(1.0, ge=0.0, le=1.0)  # 1 = off
-    top_n_sigma: float = Field(-1.0, ge=-1.0, le=100.0)  # 0 or less = off
+    top_n_sigma: float = Field(-1.0, ge=-1.0, le=10.0)  # 0 or less = off
     # XTC removes the likeliest tokens above the threshold (all but the least likely of them).
     xtc_threshold: float = Field(0.1, ge=0.0, le=1.0)  # above 0.5 llama.cpp turns XTC off
     xtc_probability: float = Field(0.0, ge=0.0, le=1.0)  # 0 = off
-    dry_multiplier: float = Field(0.0, ge=0.0, le=100.0)  # 0 = off
-    dry_base: float = Field(1.75, ge=1.0, le=100.0)
+    dry_multiplier: float = Field(0.0, ge=0.0, le=10.0)  # 0 = off
+    dry_base: float = Field(1.75, ge=1.0, le=10.0)
     dry_allowed_length: int = Field(2, ge=0, le=1000)
     dry_penalty_last_n: int = Field(-1, ge=-1)  # -1 = the whole context, 0 = off
     dry_sequence_breakers: list[str] = Field(default_factory=lambda: list(DEFAULT_DRY_SEQUENCE_BREAKERS))
@@ -67,8 +67,8 @@ class SamplerSettings(BaseModel):
     # Mirostat 1 or 2 replaces the truncation samplers (top-k … XTC) by its own, as in llama.cpp;
     # penalties, DRY and temperature still apply before it.
     mirostat: Literal[0, 1, 2] = 0
-    mirostat_tau: float = Field(5.0, ge=0.0, le=100.0)
-    mirostat_eta: float = Field(0.1, ge=0.0, le=10.0)
+    mirostat_tau: float = Field(5.0, ge=0.0, le=20.0)
+    mirostat_eta: float = Field(0.1, ge=0.0, le=1.0)
     samplers: list[str] = Field(default_factory=lambda: list(SAMPLER_NAMES))
     # None draws a fresh seed per request, so a regenerate gives another text.
     seed: int | None = Field(None, ge=0, le=MAX_SEED)
