@@ -135,7 +135,7 @@ def test_catalog_entries_without_gguf_say_so(library):
 
 
 def test_fit_estimate_suggests_gpu_layers_from_vram():
-    entry_shape = ModelShape(n_layer=32, kv_width=2048, layer_bytes=440e6, total_bytes=int(14.6e9), context_length=32768)
+    entry_shape = ModelShape(n_layer=32, kv_width=2048, layer_bytes=440e6, total_bytes=int(14.6e9))
     cpu = estimate_fit(entry_shape, 8192, Machine(32 << 30, False, None))
     assert cpu.verdict == "fits" and cpu.gpu_layers == 0
     assert estimate_fit(entry_shape, 8192, Machine(12 << 30, False, None)).verdict == "won't fit"

@@ -96,7 +96,9 @@ def test_cancel_stops_the_download_and_says_it_resumes(page, hub):
     wait_text(page, "#file-check", "layout:")
     pick(page, "file-pick", "CognitiveFusion2-model-q4-k-m.gguf")
     hub.bytes_per_second = 4 << 20
-    page.locator("#library-remove").click()  # the first test downloaded it: start again from nothing
+    pick(page, "local-pick", "CognitiveFusion2-model-q4-k-m.gguf")  # the first test downloaded it:
+    page.locator("#library-remove").click()  # start again from nothing
+    wait_text(page, "#library-status", "Removed")
     page.locator("#download").click()
     page.wait_for_function(
         "() => { const b = document.querySelector('#dl-bar'); return b && b.value > 0 && b.value < 1 }", timeout=30_000

@@ -30,7 +30,7 @@ from storyteller.hub.catalog import (
     quant_of,
 )
 from storyteller.hub.client import HubClient, HubError, RepoListing, SearchHit, parse_repo_id
-from storyteller.hub.download import TransferMeter, TransferProgress, check_disk_space, download_file
+from storyteller.hub.download import TransferMeter, TransferProgress, check_disk_space, download_file, part_path
 from storyteller.hub.fit import FitEstimate, Machine, ModelShape, estimate_fit
 from storyteller.hub.layout import LayoutError, convert_to_stacked, has_per_expert_layout, layout_label
 from storyteller.storage.library import ModelRecord, ModelRepository
@@ -190,11 +190,6 @@ class Library:
         fit = estimate_fit(shape, n_ctx or self.context_for(entry), self._machine(self.ctx))
         return FileCheck(header, has_per_expert_layout(header), layout_label(header), fit)
 
-    def estimate_from_catalog(self, entry: CatalogEntry, size_bytes: int, n_ctx: int | None = None) -> FitEstimate:
-        """The fit estimate from the catalog's architecture, before any header is read."""
-        shape = ModelShape.from_catalog(entry.architecture, size_bytes, entry.context.maximum)
-        return estimate_fit(shape, n_ctx or entry.context.practical, self._machine(self.ctx))
-
     def download(self, repo_id: str, model: ModelFiles, revision: str, *,
                  on_progress: Callable[[TransferProgress], None] | None = None,
                  on_status: Status | None = None, cancel: threading.Event | None = None,
@@ -211,7 +206,7 @@ class Library:
             status(f"Checking {model.first.path}…")
             check = self.check_file(repo_id, model, revision)
         size = model.size or 0
-        on_disk = sum(_size_or_zero(dest / (Path(p.path).name + ".part")) for p in model.parts)
+        on_disk = sum(_size_or_zero(part_path(dest / Path(p.path).name)) for p in model.parts)
         # An old layout is converted next to the download: room for a second copy, for a while.
         needed = size - on_disk + (size if check.old_layout else 0)
         check_disk_space(dest, needed, f"{repo_id}/{model.name}", free=self._disk_free(dest))

@@ -42,9 +42,6 @@ class Architecture(_Strict):
     layers: int
     kv_dim: int  # KV heads x head size: with `layers`, the KV cache size per token
 
-    def kv_bytes_per_token(self, bytes_per_value: float = 2.0) -> int:
-        return int(2 * self.layers * self.kv_dim * bytes_per_value)
-
 
 class CatalogEntry(_Strict):
     id: str

@@ -14,7 +14,6 @@ from typing import Literal
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from storyteller.gguf_header import GGUFHeader
-from storyteller.hub.catalog import Architecture
 
 KV_BYTES_PER_VALUE = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 COMPUTE_OVERHEAD = 384 << 20  # llama.cpp's compute buffers and scratch at a 512 batch, measured loosely
@@ -39,7 +38,6 @@ class ModelShape:
     kv_width: int  # K + V values per token per layer
     layer_bytes: float  # weights of one repeating layer
     total_bytes: int
-    context_length: int | None  # what the model was trained for
 
     @classmethod
     def from_header(cls, header: GGUFHeader, total_bytes: int) -> ModelShape:
@@ -62,12 +60,7 @@ class ModelShape:
             kv_width=n_head_kv * (head_k + head_v),
             layer_bytes=total_bytes * share / n_layer if n_layer else 0.0,
             total_bytes=total_bytes,
-            context_length=int(header.arch_value("context_length", 0) or 0) or None,
         )
-
-    @classmethod
-    def from_catalog(cls, arch: Architecture, total_bytes: int, context_length: int) -> ModelShape:
-        return cls(arch.layers, 2 * arch.kv_dim, total_bytes * 0.95 / arch.layers, total_bytes, context_length)
 
     def kv_bytes(self, n_ctx: int, cache_type: str = "f16") -> int:
         return int(self.n_layer * self.kv_width * n_ctx * KV_BYTES_PER_VALUE[cache_type])

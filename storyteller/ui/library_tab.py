@@ -68,7 +68,7 @@ def local_rows(library: Library) -> list[list]:
 def build(ctx: AppContext) -> None:
     library = Library(ctx)
     cancels: dict[str, threading.Event] = {}  # per browser session: what Cancel sets
-    with gr.Tab("Library", id="library"):
+    with gr.Tab("Library", id="library") as tab:
         with gr.Row():
             catalog_pick = gr.Dropdown([(e.name, e.id) for e in library.catalog.models], value=None,
                                        label="Curated models", elem_id="catalog-pick", scale=2)
@@ -217,6 +217,7 @@ def build(ctx: AppContext) -> None:
 
         files_outputs = [view_state, files_table, file_pick, check_md]
         local_outputs = [local_table, local_pick, local_status]
+        tab.select(refresh_local, None, local_outputs)  # other sessions and the CLI change the library too
         catalog_pick.change(on_catalog, catalog_pick, [catalog_md, repo_box]).then(show_files, repo_box, files_outputs)
         show_btn.click(show_files, repo_box, files_outputs)
         repo_box.submit(show_files, repo_box, files_outputs)
