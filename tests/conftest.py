@@ -52,6 +52,14 @@ def tiny_engine(tiny_model, tmp_path_factory):
     engine.unload()
 
 
+@pytest.fixture(scope="module")
+def gemma_engine(gemma_model, tmp_path_factory):
+    engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
+    engine.load(LoadSettings(model_path=str(gemma_model), n_ctx=2048))
+    yield engine
+    engine.unload()
+
+
 def require_chromium() -> str:
     """The browser tests run wherever Chromium is installed, and must run in CI."""
     path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)

@@ -209,7 +209,8 @@ def test_sillytavern_settings_llama_cpp_lacks_are_listed_and_the_order_explained
     assert (s.temperature, s.dynatemp_range, s.dynatemp_exponent) == (1.0, 0.5, 2)
     assert s.samplers == list(SAMPLER_NAMES)
     text = "\n".join(imported.notices)
-    assert "llama.cpp's own order is used" in text
+    assert sum("Sampler order" in notice for notice in imported.notices) == 1
+    assert "sampler_order, sampler_priority is not in llama.cpp's terms; llama.cpp's own order is used" in text
     for left_out in ("top_a = 0.2", "tfs = 0.95", "smoothing_factor = 0.3", "guidance_scale = 1.5", "num_beams = 3"):
         assert left_out in text
     assert "min_length" not in text and "penalty_alpha" not in text  # neutral: nothing lost

@@ -13,8 +13,6 @@ from storyteller.engine import (
     Done,
     EngineError,
     GenerateRequest,
-    LoadSettings,
-    LocalEngine,
     SamplerSettings,
     Segment,
     TextChunk,
@@ -44,14 +42,6 @@ def generate(engine, prompt=TINY_PROMPT, max_tokens=40, stop=(), **settings) -> 
 
 def tokens(engine, **settings) -> list[int]:
     return generate(engine, **settings).token_ids
-
-
-@pytest.fixture(scope="module")
-def gemma_engine(gemma_model, tmp_path_factory):
-    engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(gemma_model), n_ctx=2048))
-    yield engine
-    engine.unload()
 
 
 def gemma(engine, prompt: str = REPETITION, max_tokens: int = 30, **settings) -> str:

@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from storyteller.core.presets import (
     Preset,
     PresetError,
@@ -28,7 +26,6 @@ from storyteller.core.presets import (
 )
 from storyteller.engine.sampling import SAMPLER_NAMES
 
-YAML_SUFFIXES = (".yaml", ".yml")
 NAME_KEYS = ("name", "preset")  # a foreign file's own name for its preset
 OURS = "Storyteller"
 
@@ -48,6 +45,7 @@ class Conversion:
     origin: dict[str, str] = field(default_factory=dict)  # llama.cpp key -> the file's key
     unsupported: list[str] = field(default_factory=list)  # "top_a = 0.2"
     unknown: list[str] = field(default_factory=list)
+    foreign_orders: list[str] = field(default_factory=list)  # order keys meant for other back ends
     notices: list[str] = field(default_factory=list)
 
     def put(self, key: str, value, source: str) -> None:
@@ -66,6 +64,15 @@ def to(key: str, convert: Callable[[object], object] = lambda v: v) -> Handler:
         out.put(key, convert(value), source)
 
     return handle
+
+
+def same_names(*keys: str) -> dict[str, Handler]:
+    """Keys that carry llama.cpp's own name and meaning."""
+    return {key: to(key) for key in keys}
+
+
+# Named as in llama.cpp by every format that has them.
+DRY_AND_XTC = ("dry_multiplier", "dry_base", "dry_allowed_length", "xtc_threshold", "xtc_probability")
 
 
 def off_at_or_below_zero(value):
@@ -213,9 +220,12 @@ def _string_list(key: str) -> Handler:
 
 
 def _other_order(value, document: dict, out: Conversion, source: str) -> None:
-    """Sampler orders written for other back ends: llama.cpp's order is kept, and said so."""
-    if "samplers" not in document:
-        out.notices.append(f"Sampler order: {source} is not in llama.cpp's terms; llama.cpp's own order is used.")
+    """Sampler orders written for other back ends: llama.cpp's order is kept, and said so.
+
+    `temperature_last: true` is llama.cpp's order already.
+    """
+    if value is not True and "samplers" not in document:
+        out.foreign_orders.append(source)
 
 
 def _ignore(*_args) -> None:
@@ -257,34 +267,26 @@ SILLYTAVERN = ForeignFormat(
     name="SillyTavern",
     keys={
         "temp": to("temperature"),
-        "top_p": to("top_p"),
+        **same_names(
+            "top_p", "typical_p", "min_p", *DRY_AND_XTC, "dry_penalty_last_n", "mirostat_tau", "mirostat_eta", "seed"
+        ),
         "top_k": to("top_k", non_negative_top_k),
-        "typical_p": to("typical_p"),
-        "min_p": to("min_p"),
         "rep_pen": to("repeat_penalty"),
         "rep_pen_range": to("repeat_last_n"),
         "freq_pen": to("frequency_penalty"),
         "presence_pen": to("presence_penalty"),
         "dynatemp": _dynamic_temperature("dynatemp", "min_temp", "max_temp", "dynatemp_exponent"),
-        "dry_multiplier": to("dry_multiplier"),
-        "dry_base": to("dry_base"),
-        "dry_allowed_length": to("dry_allowed_length"),
-        "dry_penalty_last_n": to("dry_penalty_last_n"),
         "dry_sequence_breakers": _breakers,
-        "xtc_threshold": to("xtc_threshold"),
-        "xtc_probability": to("xtc_probability"),
         "nsigma": to("top_n_sigma", off_at_or_below_zero),
         "mirostat_mode": to("mirostat"),
-        "mirostat_tau": to("mirostat_tau"),
-        "mirostat_eta": to("mirostat_eta"),
         "ban_eos_token": _when_true("ignore_eos"),
         "ignore_eos_token": _when_true("ignore_eos"),
         "grammar_string": to("grammar"),
-        "seed": to("seed"),
         "do_sample": _greedy_unless_sampling,
         "samplers": _llama_cpp_samplers,
         "sampler_order": _other_order,
         "sampler_priority": _other_order,
+        "temperature_last": _other_order,
         # Explicit bans come last, so they win over a bias on the same token.
         "logit_bias": _logit_bias_list,
         "banned_tokens": _sillytavern_bans,
@@ -315,8 +317,6 @@ SILLYTAVERN = ForeignFormat(
         {
             # read together with `dynatemp`
             "min_temp", "max_temp", "dynatemp_exponent",
-            # read with `samplers`, an order for other back ends
-            "temperature_last",
             # not sampling: prompt and output handling, other back ends' switches
             "add_bos_token", "skip_special_tokens", "spaces_between_special_tokens", "streaming",
             "n", "truncation_length", "max_tokens_second", "custom_token_bans", "rep_pen_size",
@@ -328,33 +328,24 @@ SILLYTAVERN = ForeignFormat(
 TEXT_GENERATION_WEBUI = ForeignFormat(
     name="text-generation-webui",
     keys={
-        "temperature": to("temperature"),
+        **same_names(
+            "temperature", "top_p", "min_p", "typical_p", *DRY_AND_XTC, "dry_penalty_last_n", "frequency_penalty",
+            "presence_penalty", "mirostat_tau", "mirostat_eta", "seed",
+        ),
         "dynamic_temperature": _dynamic_temperature("dynamic_temperature", "dynatemp_low", "dynatemp_high", "dynatemp_exponent"),
-        "top_p": to("top_p"),
         "top_k": to("top_k", non_negative_top_k),
-        "min_p": to("min_p"),
         "top_n_sigma": to("top_n_sigma", off_at_or_below_zero),
-        "typical_p": to("typical_p"),
-        "xtc_threshold": to("xtc_threshold"),
-        "xtc_probability": to("xtc_probability"),
-        "dry_multiplier": to("dry_multiplier"),
-        "dry_allowed_length": to("dry_allowed_length"),
-        "dry_base": to("dry_base"),
         "dry_sequence_breakers": _breakers,
         "repetition_penalty": to("repeat_penalty"),
         # text-generation-webui reads 0 as "all tokens"; llama.cpp spells that -1.
         "repetition_penalty_range": to("repeat_last_n", lambda v: -1 if _number(v) == 0 else v),
-        "frequency_penalty": to("frequency_penalty"),
-        "presence_penalty": to("presence_penalty"),
         "mirostat_mode": to("mirostat"),
-        "mirostat_tau": to("mirostat_tau"),
-        "mirostat_eta": to("mirostat_eta"),
         "do_sample": _greedy_unless_sampling,
         "sampler_priority": _other_order,
+        "temperature_last": _other_order,
         "ban_eos_token": _when_true("ignore_eos"),
         "custom_token_bans": _token_id_list,
         "grammar_string": to("grammar"),
-        "seed": to("seed"),
         "max_new_tokens": to("n_predict"),
     },
     unsupported={
@@ -374,38 +365,27 @@ TEXT_GENERATION_WEBUI = ForeignFormat(
         "early_stopping": (False,),
         "min_length": (0,),
     },
-    ignored=frozenset({"dynatemp_low", "dynatemp_high", "dynatemp_exponent", "temperature_last", "dry_penalty_last_n"}),
+    ignored=frozenset({"dynatemp_low", "dynatemp_high", "dynatemp_exponent"}),
 )
 
 KOBOLDCPP = ForeignFormat(
     name="KoboldCpp",
     keys={
-        "temperature": to("temperature"),
         "temp": to("temperature"),
-        "top_p": to("top_p"),
+        **same_names(
+            "temperature", "top_p", "min_p", "presence_penalty", "dynatemp_range", "dynatemp_exponent", *DRY_AND_XTC,
+            "dry_penalty_last_n", "mirostat", "mirostat_tau", "mirostat_eta", "grammar",
+        ),
         "top_k": to("top_k", non_negative_top_k),
-        "min_p": to("min_p"),
         "typical": to("typical_p"),
         "typ_s": to("typical_p"),
         "rep_pen": to("repeat_penalty"),
         "rep_pen_range": to("repeat_last_n"),
-        "presence_penalty": to("presence_penalty"),
-        "dynatemp_range": to("dynatemp_range"),
-        "dynatemp_exponent": to("dynatemp_exponent"),
         "nsigma": to("top_n_sigma", off_at_or_below_zero),
-        "mirostat": to("mirostat"),
         "miro_type": to("mirostat"),
-        "mirostat_tau": to("mirostat_tau"),
         "miro_tau": to("mirostat_tau"),
-        "mirostat_eta": to("mirostat_eta"),
         "miro_eta": to("mirostat_eta"),
-        "dry_multiplier": to("dry_multiplier"),
-        "dry_base": to("dry_base"),
-        "dry_allowed_length": to("dry_allowed_length"),
-        "dry_penalty_last_n": to("dry_penalty_last_n"),
         "dry_sequence_breakers": _breakers,
-        "xtc_threshold": to("xtc_threshold"),
-        "xtc_probability": to("xtc_probability"),
         "sampler_order": _other_order,
         "sampler_seed": to("seed"),
         # KoboldCpp's "banned tokens" are phrases (its anti-slop).
@@ -413,7 +393,6 @@ KOBOLDCPP = ForeignFormat(
         "logit_bias": _logit_bias_map,
         "use_default_badwordsids": _when_true("ignore_eos"),
         "bypass_eos": _when_true("ignore_eos"),
-        "grammar": to("grammar"),
         "max_length": to("n_predict"),
         "stop_sequence": _string_list("stop"),
     },
@@ -439,7 +418,7 @@ def read_preset_file(path: Path, name: str | None = None) -> ImportedPreset:
     path = Path(path)
     if not path.is_file():
         raise PresetError(f"no file at {path}")
-    document = _read_yaml(path) if path.suffix.lower() in YAML_SUFFIXES else read_document(path)
+    document = read_document(path)
     if not isinstance(document, dict):
         raise PresetError(f"{path.name}: a preset file holds one object of settings")
     if "schema_version" in document:
@@ -460,20 +439,15 @@ def import_foreign(document: dict, name: str, source: str) -> ImportedPreset:
     except PresetError as exc:
         raise PresetError(f"{source}: {exc}") from None
     notices = list(out.notices)
+    if out.foreign_orders:
+        notices.append(
+            f"Sampler order: {', '.join(out.foreign_orders)} is not in llama.cpp's terms; llama.cpp's own order is used."
+        )
     if out.unsupported:
         notices.append("llama.cpp has no such samplers, so these settings were left out: " + ", ".join(out.unsupported))
     if out.unknown:
         notices.append(f"Not {chosen.name} sampler settings, not read: " + ", ".join(out.unknown))
     return ImportedPreset(preset, chosen.name, notices)
-
-
-def _read_yaml(path: Path) -> object:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise PresetError(f"{path.name}: not a text file") from None
-    except yaml.YAMLError as exc:
-        raise PresetError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def _name_from(document: dict, path: Path) -> str:

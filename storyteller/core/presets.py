@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from storyteller.core.context import AppContext
@@ -29,6 +30,7 @@ MAX_NAME_LENGTH = 80
 MAX_DESCRIPTION_LENGTH = 300
 BUNDLED_DIR_NAME = "presets"
 DISTRIBUTION = "storyteller"
+YAML_SUFFIXES = (".yaml", ".yml")
 
 
 class PresetError(ValueError):
@@ -147,12 +149,17 @@ def preset_from_document(document: object, source: str) -> Preset:
 
 
 def read_document(path: Path) -> object:
+    """The file's content: YAML for .yaml/.yml (text-generation-webui), else JSON."""
+    is_yaml = path.suffix.lower() in YAML_SUFFIXES
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return yaml.safe_load(text) if is_yaml else json.loads(text)
     except UnicodeDecodeError:
         raise PresetError(f"{path.name}: not a text file") from None
     except json.JSONDecodeError as exc:
         raise PresetError(f"{path.name}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except yaml.YAMLError as exc:
+        raise PresetError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
 def write_preset_file(preset: Preset, path: Path) -> None:
