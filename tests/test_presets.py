@@ -12,7 +12,6 @@ import pytest
 from storyteller.core.context import AppContext
 from storyteller.core.preset_import import read_preset_file
 from storyteller.core.presets import (
-    Preset,
     PresetError,
     PresetLibrary,
     bundled_presets_dir,

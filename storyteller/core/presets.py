@@ -257,9 +257,9 @@ class PresetEntry:
 class PresetLibrary:
     """The presets a user can pick from: the bundled ones (read-only) and their own (in the database)."""
 
-    def __init__(self, ctx: AppContext, bundled_dir: Path | None = None):
+    def __init__(self, ctx: AppContext):
         self.repo = PresetRepository(ctx.db)
-        self.bundled = {p.name.casefold(): p for p in load_bundled_presets(bundled_dir or bundled_presets_dir())}
+        self.bundled = {p.name.casefold(): p for p in load_bundled_presets(bundled_presets_dir())}
 
     # reading
 
