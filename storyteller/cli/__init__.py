@@ -11,12 +11,12 @@ import argparse
 import sys
 
 from storyteller import __version__
-from storyteller.cli import cards, chat, generate, models, presets, serve
+from storyteller.cli import cards, chat, chats, generate, models, presets, serve
 from storyteller.cli.common import UserError
 from storyteller.engine import EngineError
 from storyteller.storage import MigrationError
 
-SUBCOMMANDS = [serve, generate, chat, cards, models, presets]
+SUBCOMMANDS = [serve, generate, chat, chats, cards, models, presets]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,6 +52,32 @@ class ChatSummary:
     message_count: int
 
 
+@dataclass
+class NewMessage:
+    """A message of a tree written in one go; `parent` is the index of an earlier one in the same list."""
+
+    parent: int | None
+    role: str
+    content: str
+    created_at: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _insert_chat(conn: sqlite3.Connection, title: str, mode: str, tree_id: str | None, fields: dict[str, Any]) -> str:
+    now = time.time()
+    chat_id = uuid.uuid4().hex[:12]
+    conn.execute(
+        "INSERT INTO chats (id, tree_id, title, mode, character_id, persona_id, preset_name, template_id,"
+        " leaf_id, settings, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            chat_id, tree_id or chat_id, title, mode, fields.get("character_id"), fields.get("persona_id"),
+            fields.get("preset_name"), fields.get("template_id"), fields.get("leaf_id"),
+            json.dumps(fields.get("settings", {})), now, now,
+        ),
+    )
+    return chat_id
+
+
 def _chat(row: sqlite3.Row) -> ChatRow:
     data = dict(row)
     data["settings"] = json.loads(data["settings"])
@@ -83,19 +109,29 @@ class ChatRepository:
     # --- chats --------------------------------------------------------------------------------
 
     def create_chat(self, title: str, mode: str = "chat", tree_id: str | None = None, **fields: Any) -> ChatRow:
-        now = time.time()
-        chat_id = uuid.uuid4().hex[:12]
-        values = {"title": title, "mode": mode, "settings": {}, **fields}
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO chats (id, tree_id, title, mode, character_id, persona_id, preset_name, template_id,"
-                " leaf_id, settings, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    chat_id, tree_id or chat_id, values["title"], values["mode"], values.get("character_id"),
-                    values.get("persona_id"), values.get("preset_name"), values.get("template_id"),
-                    values.get("leaf_id"), json.dumps(values["settings"]), now, now,
-                ),
-            )
+            chat_id = _insert_chat(conn, title, mode, tree_id, fields)
+        return self.get_chat(chat_id)
+
+    def create_chat_with_messages(
+        self, title: str, messages: list[NewMessage], leaf: int | None, mode: str = "chat", **fields: Any
+    ) -> ChatRow:
+        """A new chat and its whole message tree in one transaction, so an import is all or nothing.
+
+        `leaf` is the index in `messages` of the chat's last message (None: an empty chat).
+        """
+        with self.db.transaction() as conn:
+            chat_id = _insert_chat(conn, title, mode, None, fields)
+            ids: list[int] = []
+            for message in messages:
+                parent = ids[message.parent] if message.parent is not None else None
+                ids.append(conn.execute(
+                    "INSERT INTO messages (tree_id, parent_id, role, content, status, created_at, meta)"
+                    " VALUES (?,?,?,?,'final',?,?)",
+                    (chat_id, parent, message.role, message.content, message.created_at, json.dumps(message.meta)),
+                ).lastrowid)
+            if leaf is not None:
+                conn.execute("UPDATE chats SET leaf_id = ? WHERE id = ?", (ids[leaf], chat_id))
         return self.get_chat(chat_id)
 
     def get_chat(self, chat_id: str) -> ChatRow | None:
@@ -208,6 +244,13 @@ class ChatRepository:
             rows = self._read(
                 "SELECT * FROM messages WHERE parent_id = ? AND role = ? ORDER BY id", (message.parent_id, message.role)
             )
+        return [_message(r) for r in rows]
+
+    def children(self, tree_id: str, parent_id: int | None) -> list[MessageRow]:
+        """The messages right below `parent_id` (None: the tree's roots), oldest first."""
+        rows = self._read(
+            "SELECT * FROM messages WHERE tree_id = ? AND parent_id IS ? ORDER BY id", (tree_id, parent_id)
+        )
         return [_message(r) for r in rows]
 
     def delete_message(self, chat_id: str, message_id: int) -> None:
