@@ -26,6 +26,7 @@ from storyteller.core.lorebook import LorebookDoc, card_lorebook
 from storyteller.core.personas import PersonaLibrary
 from storyteller.ui.lorebook_editor import build_lorebook_editor, split_list
 
+NO_PERSONA = -1  # the persona picker's value for the built-in "User"
 CARD_FILE_TYPES = [".png", ".webp", ".json", ".charx", ".yaml", ".yml"]
 # Text fields in the order the editor's components are listed (see `text_fields` in build).
 TEXT_FIELDS = (
@@ -145,12 +146,11 @@ def build(ctx: AppContext) -> None:
 
         def show_character(character_id):
             """Fills the editor for one character (or hides it for None)."""
+            hidden = gr.update(visible=False)
             if character_id is None:
-                hidden = gr.update(visible=False)
                 return [None, hidden, None, "", [], [], hidden, hidden, hidden, *([""] * len(TEXT_FIELDS))]
             character = library.get(character_id)
             data = character.card.data
-            hidden = gr.update(visible=False)
             return [
                 character.id, gr.update(visible=True), str(library.avatar_path(character)), ", ".join(data.tags),
                 list(data.alternate_greetings), list(data.group_only_greetings), hidden, hidden, hidden,
@@ -226,20 +226,19 @@ def build(ctx: AppContext) -> None:
         def persona_choices(current=None):
             known = personas.all()
             active = personas.active(current if any(p.id == current for p in known) else None)
-            choices = [(p.name + (" (default)" if p.is_default else ""), p.id) for p in known] or [(active.name, -1)]
-            return gr.update(choices=choices, value=active.id if active.id is not None else -1)
+            choices = [(p.name + (" (default)" if p.is_default else ""), p.id) for p in known] or [(active.name, NO_PERSONA)]
+            return gr.update(choices=choices, value=active.id if active.id is not None else NO_PERSONA)
+
+        def user_name(persona_id) -> str:
+            return personas.active(persona_id if persona_id not in (None, NO_PERSONA) else None).name
 
         def on_chat(character_id, persona_id):
             character = library.get(character_id)
-            user = personas.active(persona_id if persona_id not in (None, -1) else None)
-            greeting = first_message(character.card, macro_context(character.card, user.name))
+            greeting = first_message(character.card, macro_context(character.card, user_name(persona_id)))
             return gr.update(visible=True), [{"role": "assistant", "content": greeting}]
 
         def on_tokens(character_id, persona_id):
-            if character_id is None:
-                return ""
-            user = personas.active(persona_id if persona_id not in (None, -1) else None)
-            return describe_tokens(library.get(character_id), ctx, user.name)
+            return describe_tokens(library.get(character_id), ctx, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
         tab.select(lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(persona_choices, persona, persona)
