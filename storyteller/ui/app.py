@@ -13,16 +13,18 @@ from storyteller.core.context import AppContext  # noqa: E402
 from storyteller.core.models import describe_engine  # noqa: E402
 from storyteller.ui import (  # noqa: E402
     characters_tab,
+    chat_io_tab,
     chat_tab,
     library_tab,
     lorebooks_tab,
     model_tab,
     personas_tab,
     presets_tab,
+    story_tab,
 )
 
-# Each tab module has build(ctx): it creates its components and wires its events.
-TABS = [chat_tab, characters_tab, personas_tab, lorebooks_tab, presets_tab, model_tab, library_tab]
+# Each tab module has build(ctx): it creates its components and wires its own events.
+TABS = [chat_tab, story_tab, chat_io_tab, characters_tab, personas_tab, lorebooks_tab, presets_tab, model_tab, library_tab]
 STATUS_REFRESH_SECONDS = 2.0
 
 CSS = """
@@ -36,8 +38,16 @@ def build_ui(ctx: AppContext) -> gr.Blocks:
         with gr.Row():
             gr.Markdown("## Storyteller")
             status = gr.Markdown(describe_engine(ctx), elem_id="model-status")
+        # A tab's build may return components other tabs wire to (e.g. "open this chat");
+        # connect(ctx, exports, demo) runs once every tab exists.
+        exports: dict = {}
+        with gr.Tabs(elem_id="main-tabs") as tabs:
+            for tab in TABS:
+                exports.update(tab.build(ctx) or {})
+        exports["tabs"] = tabs
         for tab in TABS:
-            tab.build(ctx)
+            if hasattr(tab, "connect"):
+                tab.connect(ctx, exports, demo)
         # Loads, unloads and crashes happen in other tabs and sessions: poll the one engine.
         gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: describe_engine(ctx), outputs=status, show_progress="hidden")
     return demo
