@@ -6,9 +6,29 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from storyteller.storage.db import Database
+
+
+RowT = TypeVar("RowT")
+
+
+class _Repository(Generic[RowT]):
+    """Rows of one table, by id and all of them in name order."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def get(self, row_id: int) -> RowT | None:
+        rows = self._select("WHERE id = ?", (row_id,))
+        return rows[0] if rows else None
+
+    def all(self) -> list[RowT]:
+        return self._select("ORDER BY name COLLATE NOCASE, id", ())
+
+    def _select(self, where: str, params: tuple) -> list[RowT]:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -22,10 +42,7 @@ class CharacterRow:
     updated_at: float
 
 
-class CharacterRepository:
-    def __init__(self, db: Database):
-        self.db = db
-
+class CharacterRepository(_Repository[CharacterRow]):
     def add(self, card: dict, avatar: str | None, assets: dict[str, str], source_file: str | None) -> int:
         now = time.time()
         with self.db.transaction() as conn:
@@ -36,13 +53,6 @@ class CharacterRepository:
             character_id = cursor.lastrowid
             _insert_assets(conn, character_id, assets)
         return character_id
-
-    def get(self, character_id: int) -> CharacterRow | None:
-        rows = self._select("WHERE id = ?", (character_id,))
-        return rows[0] if rows else None
-
-    def all(self) -> list[CharacterRow]:
-        return self._select("ORDER BY name COLLATE NOCASE, id", ())
 
     def ids_named(self, name: str) -> list[int]:
         return [row["id"] for row in _fetch(self.db, "SELECT id FROM characters WHERE name = ? ORDER BY id", (name,))]
@@ -107,10 +117,7 @@ class LorebookRow:
     source_file: str | None
 
 
-class LorebookRepository:
-    def __init__(self, db: Database):
-        self.db = db
-
+class LorebookRepository(_Repository[LorebookRow]):
     def add(self, name: str, format: str, book: dict, source_file: str | None) -> int:
         now = time.time()
         with self.db.transaction() as conn:
@@ -118,13 +125,6 @@ class LorebookRepository:
                 "INSERT INTO lorebooks (name, format, book, source_file, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (name, format, _json(book), source_file, now, now),
             ).lastrowid
-
-    def get(self, lorebook_id: int) -> LorebookRow | None:
-        rows = self._select("WHERE id = ?", (lorebook_id,))
-        return rows[0] if rows else None
-
-    def all(self) -> list[LorebookRow]:
-        return self._select("ORDER BY name COLLATE NOCASE, id", ())
 
     def update(self, lorebook_id: int, name: str, book: dict) -> None:
         with self.db.transaction() as conn:
@@ -151,10 +151,7 @@ class PersonaRow:
     is_default: bool
 
 
-class PersonaRepository:
-    def __init__(self, db: Database):
-        self.db = db
-
+class PersonaRepository(_Repository[PersonaRow]):
     def add(self, name: str, description: str = "", avatar: str | None = None) -> int:
         with self.db.transaction() as conn:
             # The first persona is the default until the user picks another.
@@ -163,13 +160,6 @@ class PersonaRepository:
                 "INSERT INTO personas (name, description, avatar, is_default, created_at) VALUES (?, ?, ?, ?, ?)",
                 (name, description, avatar, 0 if has_default else 1, time.time()),
             ).lastrowid
-
-    def get(self, persona_id: int) -> PersonaRow | None:
-        rows = self._select("WHERE id = ?", (persona_id,))
-        return rows[0] if rows else None
-
-    def all(self) -> list[PersonaRow]:
-        return self._select("ORDER BY name COLLATE NOCASE, id", ())
 
     def default(self) -> PersonaRow | None:
         rows = self._select("WHERE is_default = 1", ())
