@@ -239,12 +239,14 @@ def card_from_json(value: Any) -> tuple[Card, list[str]]:
     if isinstance(spec, str) and spec.startswith("chara_card_v"):
         if not isinstance(value.get("data"), dict):
             raise NotACard(f'a {spec} card needs a "data" object')
-        notes = []
         if spec not in (CARD_V2, CARD_V3):
-            notes.append(f"{spec} is newer than this Storyteller knows; read as V3, new features are kept but unused")
-        elif _newer_version(value.get("spec_version"), spec):
-            notes.append(f"spec_version {value.get('spec_version')} is newer than this Storyteller knows")
-        return Card(value), notes
+            return Card(value), [f"{spec} is newer than this Storyteller knows; read as V3, new fields are kept but unused"]
+        try:
+            (CardV3 if spec == CARD_V3 else CardV2).model_validate(value)
+        except ValidationError as exc:
+            raise NotACard(describe_validation_error(exc)) from None
+        newer = _newer_version(value.get("spec_version"), spec)
+        return Card(value), [f"spec_version {value['spec_version']} is newer than this Storyteller knows"] if newer else []
     if spec is not None:
         raise NotACard(f'unknown spec "{spec}"')
     if "char_name" in value:

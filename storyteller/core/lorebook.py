@@ -174,7 +174,6 @@ WORLD_INFO_CODECS: dict[str, Codec] = {
     "comment": _plain("comment"),
     "id": _plain("uid"),
 }
-EDITABLE_ENTRY_FIELDS = tuple(name for name in LoreEntry.model_fields if name != "id")
 
 
 def entry_from_raw(raw: Any, codecs: dict[str, Codec]) -> LoreEntry:
