@@ -356,3 +356,11 @@ def test_an_edit_changes_exactly_the_edited_fields(doc, name, greeting):
     untouched = {k: v for k, v in edited.doc["data"].items() if k not in ("name", "first_mes", "modification_date")}
     assert untouched == {k: v for k, v in doc["data"].items() if k not in ("name", "first_mes", "modification_date")}
     assert {k: v for k, v in edited.doc.items() if k != "data"} == {k: v for k, v in doc.items() if k != "data"}
+
+
+def test_a_newer_spec_is_imported_with_a_note():
+    card, notes = card_from_json({"spec": "chara_card_v4", "spec_version": "4.0", "data": {"name": "Future", "x": 1}})
+    assert card.name == "Future" and "newer" in notes[0]
+    card, notes = card_from_json({"spec": "chara_card_v3", "spec_version": "3.5", "data": {"name": "Soon"}})
+    assert notes == ["spec_version 3.5 is newer than this Storyteller knows"]
+    assert card_from_json(v3_card_with_assets())[1] == []
