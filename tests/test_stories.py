@@ -9,7 +9,8 @@ from storyteller.core.chats import ReplyFinished, ReplyStarted, ReplyText
 from storyteller.core.context import AppContext
 from storyteller.core.stories import DocumentPiece, StoryError, StoryService, note_offset, story_segments
 from storyteller.core.world_info import LorebookLibrary
-from storyteller.engine import LoadSettings, LocalEngine, Segment
+from storyteller.engine import Segment
+from tests.test_chats import ctx, finish  # noqa: F401  (ctx: the module's data folder with the tiny model loaded)
 
 # --- the prompt, without a model ------------------------------------------------------------------
 
@@ -46,27 +47,9 @@ def test_segments_put_memory_first_lore_next_and_the_note_before_the_last_lines(
 # --- the service with the tiny model --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ctx(tiny_model, tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("story-data")
-    engine = LocalEngine(log_dir=data_dir / "logs")
-    context = AppContext.open(data_dir, engine=engine)
-    engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=2048))
-    yield context
-    context.close()
-
-
 @pytest.fixture
 def stories(ctx):
     return StoryService(ctx)
-
-
-def finish(events) -> ReplyFinished:
-    last = None
-    for event in events:
-        last = event
-    assert isinstance(last, ReplyFinished)
-    return last
 
 
 def short(stories, story_id, tokens=12):

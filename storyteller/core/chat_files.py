@@ -90,7 +90,7 @@ def parse_chat_file(label: str, data: bytes, folder_name: str | None = None) -> 
     folder named after the character, and its files carry no name of their own.
     """
     if len(data) > MAX_FILE_BYTES:
-        raise ChatFileError(f"{label}: the file is {len(data) // (1 << 20)} MB; chats up to {MAX_FILE_BYTES >> 20} MB are read")
+        raise ChatFileError(f"{label}: the file is {len(data) >> 20} MB; chats up to {MAX_FILE_BYTES >> 20} MB are read")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -160,11 +160,15 @@ def _read_sillytavern(label: str, title: str, lines: list[tuple[int, Any]]) -> P
             "send_date": line.get("send_date"),
             "keys": {k: v for k, v in line.items() if k not in ST_LINE_KEYS},
         }
-        role = "user" if line.get("is_user") else "system" if kept["is_system"] or extra.get("type") == "narrator" else "assistant"
+        if line.get("is_user"):
+            role = "user"
+        else:
+            role = "system" if kept["is_system"] or extra.get("type") == "narrator" else "assistant"
         sent = _timestamp(line.get("send_date"))
         first_index = len(messages)
         for position, swipe in enumerate(swipes):
-            info = swipe_info[position] if position < len(swipe_info) and isinstance(swipe_info[position], dict) else None
+            info = swipe_info[position] if position < len(swipe_info) else None
+            info = info if isinstance(info, dict) else None
             meta: dict[str, Any] = {SILLYTAVERN: {**kept, "swipe_info": info}}
             if role == "assistant" and parent is None:
                 meta["greeting"] = True  # a chat's first character message is the card's greeting
@@ -288,9 +292,8 @@ class ChatFiles:
             elif named:
                 notice = (f"{len(named)} characters are named {parsed.character_name!r}: the chat was imported "
                           "for the narrator; import it again naming the character's id")
-        persona_id = next(
-            (p.id for p in PersonaRepository(self.ctx.db).all() if parsed.user_name and p.name == parsed.user_name), None
-        )
+        personas = PersonaRepository(self.ctx.db).all()
+        persona_id = next((p.id for p in personas if parsed.user_name and p.name == parsed.user_name), None)
         chat = self.repo.create_chat_with_messages(
             parsed.title or "Imported chat", parsed.messages, parsed.leaf,
             character_id=character_id, persona_id=persona_id, settings=parsed.settings,

@@ -25,6 +25,7 @@ also on Stop, an error or a closed stream: a crash loses at most that much of on
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -168,6 +169,9 @@ class StoryService:
         self.ctx = ctx
         self.repo = ChatRepository(ctx.db)
         self.last_prompts: dict[str, str] = {}  # story id → the exact text of its last request
+        # A page stores its text box on blur and on Generate, which can run at the same time: each
+        # reads the document and then adds to it, so one waits for the other.
+        self._writing = threading.Lock()
 
     # --- stories --------------------------------------------------------------------------------
 
@@ -185,12 +189,6 @@ class StoryService:
 
     def list_stories(self) -> list[ChatSummary]:
         return self.repo.list_chats(mode="story")
-
-    def rename(self, story_id: str, title: str) -> None:
-        if not title.strip():
-            raise StoryError("a story needs a name")
-        self.story(story_id)
-        self.repo.update_chat(story_id, title=title.strip())
 
     def delete(self, story_id: str) -> None:
         self.story(story_id)
@@ -236,6 +234,10 @@ class StoryService:
         """Stores the document as the user edited it (see the module's docstring); False when unchanged."""
         if len(text) > MAX_DOCUMENT_CHARS:
             raise StoryError(f"the story is {len(text):,} characters long; the limit is {MAX_DOCUMENT_CHARS:,}")
+        with self._writing:
+            return self._write(story_id, text)
+
+    def _write(self, story_id: str, text: str) -> bool:
         story = self.story(story_id)
         path = self.repo.path(story.leaf_id)
         offset, kept = 0, None
