@@ -66,14 +66,16 @@ def test_import_a_png_card_see_it_in_the_gallery_and_chat_with_it(page, tmp_path
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "characters-imported.png"), full_page=True)
 
+    # A real chat starts in the Chat tab, opened by the card's first message.
     page.locator("#chat-with-character").click()
     page.wait_for_function(
-        "() => document.querySelector('#character-chat') && "
-        "document.querySelector('#character-chat').innerText.includes('Are you hurt, User?')",
-        timeout=15_000,
+        "() => document.querySelector('#chatbot')?.innerText.includes('Are you hurt, User?')", timeout=20_000
     )
-    assert "Seraphina kneels beside you." in page.locator("#character-chat").inner_text()
-    page.locator("#character-chat").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)  # the Chat tab's follow-up events (chat list, character) settle
+    assert page.locator("#chatbot").is_visible()
+    assert "Seraphina kneels beside you." in page.locator("#chatbot").inner_text()
+    assert page.locator("#chat-character input").input_value() == "Seraphina"
+    assert "Error" not in page.locator("body").inner_text(), "no error toast or error badge"
     page.screenshot(path=str(SCREENSHOTS / "characters-chat.png"), full_page=True)
 
 
@@ -131,10 +133,12 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
     card = tmp_path / "Lyra.json"
     card.write_text(json.dumps({"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "Lyra", "first_mes": "Hi {{user}}, I am {{char}}."}}))
     import_cards(page, card)
+    page.wait_for_function("() => document.querySelector('#chat-persona input').value.includes('Alex')", timeout=15_000)
     page.locator("#chat-with-character").click()
     page.wait_for_function(
-        "() => document.querySelector('#character-chat')?.innerText.includes('Hi Alex, I am Lyra.')", timeout=15_000
+        "() => document.querySelector('#chatbot')?.innerText.includes('Hi Alex, I am Lyra.')", timeout=20_000
     )
+    open_tab(page, "Characters")
 
     page.get_by_text("Lorebook", exact=True).click()
     page.locator("#card-add-entry").click()

@@ -18,12 +18,12 @@ from storyteller.core.characters import (
     CharacterLibrary,
     CharacterNotFound,
     card_tokens,
-    first_message,
     macro_context,
 )
 from storyteller.core.context import AppContext
 from storyteller.core.lorebook import LorebookDoc, card_lorebook
 from storyteller.core.personas import PersonaLibrary
+from storyteller.ui.chat_tab import NARRATOR_CHOICE
 from storyteller.ui.lorebook_editor import build_lorebook_editor, split_list
 
 NO_PERSONA = -1  # the persona picker's value for the built-in "User"
@@ -67,7 +67,7 @@ def import_report(results) -> str:
     return "  \n".join(lines)
 
 
-def build(ctx: AppContext) -> None:
+def build(ctx: AppContext) -> dict:
     library = CharacterLibrary(ctx)
     personas = PersonaLibrary(ctx)
     library.media.root.mkdir(parents=True, exist_ok=True)
@@ -123,8 +123,10 @@ def build(ctx: AppContext) -> None:
                 with gr.Accordion("Lorebook", open=False):
                     book_editor = build_lorebook_editor(selected, lambda cid: _card_book(library, cid), lambda cid, doc: _save_book(library, cid, doc), "card")
                 with gr.Row():
+                    chat_btn = gr.Button("Chat with this character", variant="primary", elem_id="chat-with-character")
+                    persona = gr.Dropdown(label="as", choices=[], elem_id="chat-persona", scale=2)
+                with gr.Row():
                     save_btn = gr.Button("Save", variant="primary", elem_id="save-card")
-                    chat_btn = gr.Button("Chat with this character", elem_id="chat-with-character")
                     duplicate_btn = gr.Button("Duplicate", elem_id="duplicate-card")
                     delete_btn = gr.Button("Delete", variant="stop", elem_id="delete-card")
                 with gr.Row(visible=False) as confirm_row:
@@ -136,24 +138,21 @@ def build(ctx: AppContext) -> None:
                     export_spec = gr.Dropdown([("card's own", ""), ("V3", "v3"), ("V2", "v2")], value="", label="JSON spec", scale=1)
                     export_btn = gr.Button("Export", scale=1, elem_id="export-card")
                 export_file = gr.File(label="Exported card", visible=False, elem_id="exported-card")
-                with gr.Column(visible=False) as chat_box:
-                    persona = gr.Dropdown(label="You are (persona)", choices=[], elem_id="chat-persona")
-                    chat = gr.Chatbot(label="Chat preview (first message)", height=320, elem_id="character-chat", feedback_options=None)
 
         text_fields = [name, nickname, description, personality, scenario, first_mes, mes_example,
                        system_prompt, post_history, creator_notes, creator, version]  # fmt: skip
-        editor_outputs = [selected, editor, avatar, tags, alternate, group_only, confirm_row, chat_box, export_file, *text_fields]
+        editor_outputs = [selected, editor, avatar, tags, alternate, group_only, confirm_row, export_file, *text_fields]
 
         def show_character(character_id):
             """Fills the editor for one character (or hides it for None)."""
             hidden = gr.update(visible=False)
             if character_id is None:
-                return [None, hidden, None, "", [], [], hidden, hidden, hidden, *([""] * len(TEXT_FIELDS))]
+                return [None, hidden, None, "", [], [], hidden, hidden, *([""] * len(TEXT_FIELDS))]
             character = library.get(character_id)
             data = character.card.data
             return [
                 character.id, gr.update(visible=True), str(library.avatar_path(character)), ", ".join(data.tags),
-                list(data.alternate_greetings), list(data.group_only_greetings), hidden, hidden, hidden,
+                list(data.alternate_greetings), list(data.group_only_greetings), hidden, hidden,
                 *(getattr(data, field) for field in TEXT_FIELDS),
             ]  # fmt: skip
 
@@ -232,11 +231,6 @@ def build(ctx: AppContext) -> None:
         def user_name(persona_id) -> str:
             return personas.active(persona_id if persona_id not in (None, NO_PERSONA) else None).name
 
-        def on_chat(character_id, persona_id):
-            character = library.get(character_id)
-            greeting = first_message(character.card, macro_context(character.card, user_name(persona_id)))
-            return gr.update(visible=True), [{"role": "assistant", "content": greeting}]
-
         def on_tokens(character_id, persona_id):
             return describe_tokens(library.get(character_id), ctx, user_name(persona_id)) if character_id is not None else ""
 
@@ -252,14 +246,35 @@ def build(ctx: AppContext) -> None:
         confirm_btn.click(on_delete, [selected, search], [gallery, shown_ids, *editor_outputs])
         avatar_btn.upload(on_avatar, [selected, avatar_btn, search], [avatar, gallery, shown_ids])
         export_btn.click(on_export, [selected, export_format, export_spec], export_file)
-        chat_btn.click(persona_choices, persona, persona).then(on_chat, [selected, persona], [chat_box, chat])
-        persona.input(on_chat, [selected, persona], [chat_box, chat])
         for event in (selection, imported, created, saved, duplicated):
+            event.then(persona_choices, persona, persona, show_progress="hidden")
             # Counting tokens asks the engine, which waits behind a running generation.
             event.then(on_tokens, [selected, persona], tokens, concurrency_id="engine", show_progress="hidden")
             event.then(book_editor.refresh, selected, book_editor.outputs, show_progress="hidden")
             event.then(alternate_editor.refresh, alternate, alternate_editor.outputs, show_progress="hidden")
             event.then(group_editor.refresh, group_only, group_editor.outputs, show_progress="hidden")
+
+
+    # The Chat tab opens the chat (see connect): it exists only once every tab is built.
+    return {"characters_chat_button": chat_btn, "characters_chat_inputs": [selected, persona]}
+
+
+def connect(ctx: AppContext, exports: dict, demo: gr.Blocks) -> None:
+    """"Chat with this character" starts a chat (greetings as swipes) and shows it in the Chat tab."""
+    personas = PersonaLibrary(ctx)
+    open_chat, open_outputs = exports["chat_open"], exports["chat_open_outputs"]
+
+    library = CharacterLibrary(ctx)
+
+    def on_chat(character_id, persona_id):
+        known = persona_id not in (None, NO_PERSONA) and personas.get(persona_id) is not None
+        chat = ctx.chats.new_chat(character_id, persona_id if known else None)
+        _, *opened = open_chat(chat.id, str(character_id))
+        # The Chat tab's character list was made before this card came in: give it the current one.
+        choices = [NARRATOR_CHOICE, *((c.name, str(c.id)) for c in library.all())]
+        return gr.Tabs(selected="chat"), gr.update(choices=choices, value=str(character_id)), *opened
+
+    exports["characters_chat_button"].click(on_chat, exports["characters_chat_inputs"], [exports["tabs"], *open_outputs])
 
 
 def _card_book(library: CharacterLibrary, character_id: int) -> LorebookDoc | None:
