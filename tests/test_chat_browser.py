@@ -1,0 +1,114 @@
+"""The Chat tab in Chromium: greetings as swipes, send, regenerate, swipe, edit, branch, and a restart."""
+
+from __future__ import annotations
+
+import pytest
+
+from storyteller.core.context import AppContext
+from storyteller.storage.characters import CharacterRepository
+from tests.app_runner import SCREENSHOTS, running_app
+
+ANN = {
+    "spec": "chara_card_v2",
+    "spec_version": "2.0",
+    "data": {
+        "name": "Ann",
+        "description": "{{char}} is a wandering knight.",
+        "first_mes": "Hello, I am {{char}}.",
+        "alternate_greetings": ["Greetings, traveller."],
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("chat-ui")
+    ctx = AppContext.open(path)
+    CharacterRepository(ctx.db).add(ANN, None, {}, None)
+    ctx.close()
+    return path
+
+
+def chat_text(page) -> str:
+    return page.locator("#chatbot").inner_text()
+
+
+def wait_for_text(page, text: str, timeout: int = 30_000) -> None:
+    page.wait_for_function(
+        "t => document.querySelector('#chatbot').innerText.includes(t)", arg=text, timeout=timeout
+    )
+
+
+def wait_for_reply(page, previous: str = "") -> None:
+    """Waits for a new stats line: the one after the reply that `previous` described."""
+    try:
+        page.wait_for_function(
+            "p => { const t = document.querySelector('#chat-stats').innerText; return t.includes('ended by') && t !== p }",
+            arg=previous, timeout=60_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"no reply; the stats line says: {page.locator('#chat-stats').inner_text()!r}") from exc
+
+
+def pick(page, dropdown: str, option: str) -> None:
+    page.locator(f"{dropdown} input").click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_chat_operations_in_the_browser_survive_a_restart(tiny_model, browser, data_dir):
+    with running_app(data_dir, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        pick(page, "#chat-character", "Ann")
+        page.locator("#new-chat").click()
+        wait_for_text(page, "Hello, I am Ann.")  # the greeting, macros resolved
+        assert "swipe 1/2" in chat_text(page)
+        page.locator("#swipe-right").click()
+        wait_for_text(page, "Greetings, traveller.")
+        assert "swipe 2/2" in chat_text(page)
+        page.locator("#swipe-left").click()
+        wait_for_text(page, "Hello, I am Ann.")
+
+        box = page.locator("#max-tokens input[type='number']")
+        box.fill("16")
+        box.press("Enter")
+        page.locator("#chat-input textarea").fill("Where are you going?")
+        page.locator("#send").click()
+        wait_for_reply(page)
+        assert "Where are you going?" in chat_text(page)
+        assert page.locator("#chatbot [data-testid='bot']").count() == 2
+
+        previous = page.locator("#chat-stats").inner_text()
+        page.locator("#regenerate").click()
+        wait_for_reply(page, previous)
+        wait_for_text(page, "swipe 2/2")
+        page.locator("#swipe-left").click()
+        wait_for_text(page, "swipe 1/2")
+
+        # Edit the user's message in place (greeting 0, user 1, reply 2).
+        page.locator("#chatbot button[aria-label='Edit']").nth(1).click()
+        page.locator("#chatbot textarea").fill("Where are you going, Ann?")
+        page.locator("#chatbot button[aria-label='Submit']").click()
+        wait_for_text(page, "Where are you going, Ann?")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "chat-operations.png"), full_page=True)
+
+        # Branch from the user's message into a new chat.
+        page.locator("#chatbot [data-testid='user']").first.click()
+        page.locator("#branch").click()
+        page.wait_for_function(
+            "() => document.querySelector('#chat-list input').value.includes('(branch)')", timeout=20_000
+        )
+        assert "Where are you going, Ann?" in chat_text(page)
+        page.close()
+
+    # A new app on the same data folder: the page shows the chats as saved.
+    with running_app(data_dir, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        wait_for_text(page, "Where are you going, Ann?", timeout=60_000)
+        assert "Hello, I am Ann." in chat_text(page)
+        page.screenshot(path=str(SCREENSHOTS / "chat-after-restart.png"), full_page=True)
+        page.close()
