@@ -80,6 +80,10 @@ class GenerateRequest:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     max_tokens: int = 512
     stop: list[str] = field(default_factory=list)
+    # Record the router's choices for every token this request evaluates (MoE models; Done.routing).
+    # The callback that records them can only be given to a new context, so switching this on or off
+    # recreates the context: that request evaluates its whole prompt again.
+    capture_router: bool = False
 
 
 @dataclass
@@ -125,6 +129,30 @@ class GenerationStats:
 
 
 @dataclass
+class RouterCapture:
+    """Which experts a MoE model's router chose, in every MoE layer, for each token a request evaluated.
+
+    Tokens are in position order: the prompt tokens the request evaluated (not those reused from the
+    KV cache), then each generated token that was fed back to the model. `experts` and `weights` hold
+    len(positions) x len(layers) x experts_per_token values, token-major: token i's choices in layer
+    layers[j] start at index (i * len(layers) + j) * experts_per_token, the router's favourite
+    first. The weights are the ones that scale the experts' outputs (renormalized where the model
+    renormalizes them).
+    """
+
+    model_path: str
+    expert_count: int  # experts per MoE layer
+    layers: list[int]
+    experts_per_token: int
+    positions: list[int]  # absolute positions in the context
+    token_ids: list[int]
+    pieces: list[str]  # each token's text
+    prompt_tokens: int  # the first prompt_tokens entries are prompt tokens, the rest generated
+    experts: bytes  # array("i")
+    weights: bytes  # array("f")
+
+
+@dataclass
 class LoadProgress:
     fraction: float
 
@@ -147,6 +175,7 @@ class Done:
     prompt_token_ids: list[int]
     stats: GenerationStats
     ids_exact: bool = True  # False when a stop string began inside a token: the ids then end early
+    routing: RouterCapture | None = None  # with GenerateRequest.capture_router on a MoE model
 
 
 GenerationEvent = PromptProgress | TextChunk | Done

@@ -27,16 +27,19 @@ from storyteller.engine.interface import (
     LoadSettings,
     ModelInfo,
     PromptProgress,
+    RouterCapture,
     Segment,
     TextChunk,
 )
 from storyteller.engine.banned_strings import BannedStrings
+from storyteller.engine.router_tap import RouterTap
 from storyteller.engine.sampling import InvalidSampler, build_sampler_chain
 from storyteller.engine.stopping import StopStringMatcher
 from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_header
 
 KV_CACHE_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}
 ALL_LAYERS = 999_999
+MAX_UBATCH = 512  # tokens llama.cpp computes in one graph
 PROMPT_PROGRESS_EVERY_S = 0.25
 # A context shift needs the prompt to continue with at least this many cached tokens.
 MIN_SHIFT_MATCH = 32
@@ -138,6 +141,7 @@ class LoadedModel:
             raise EngineError(f"llama.cpp could not load {settings.model_path} (see the log for why)")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.ctx = None
+        self.router_tap: RouterTap | None = None  # set while the context captures router choices
         self.create_context(cb_eval)
         self.batch = llama_cpp.llama_batch_init(settings.n_batch, 0, 1)
         self.cached: list[int] = []  # the tokens whose K/V sit in the context, in position order
@@ -167,7 +171,7 @@ class LoadedModel:
 
     # --- set-up ---------------------------------------------------------------------------
 
-    def create_context(self, cb_eval=None) -> None:
+    def create_context(self, cb_eval=None, cb_eval_user_data=None) -> None:
         """(Re)creates the context. The eval callback (router capture) can only be given here."""
         lib, s = self.lib, self.settings
         if self.ctx is not None:
@@ -176,7 +180,7 @@ class LoadedModel:
         params = lib.llama_context_default_params()
         params.n_ctx = s.n_ctx
         params.n_batch = s.n_batch
-        params.n_ubatch = min(s.n_batch, 512)
+        params.n_ubatch = min(s.n_batch, MAX_UBATCH)
         threads = s.n_threads or max(1, os.cpu_count() or 1)
         params.n_threads = threads
         params.n_threads_batch = threads
@@ -190,10 +194,30 @@ class LoadedModel:
         params.no_perf = True
         if cb_eval is not None:
             params.cb_eval = cb_eval
+            params.cb_eval_user_data = cb_eval_user_data
             self._keep_alive.append(cb_eval)
         self.ctx = lib.llama_init_from_model(self.model, params)
         if not self.ctx:
             raise EngineError("llama.cpp could not create a context (too little memory for this n_ctx?)")
+
+    def _capture_router(self, wanted: bool) -> None:
+        """Installs or removes the router tap; either way the context is created anew (empty KV cache).
+
+        Without capture no callback is installed at all: llama.cpp would call it for every graph node.
+        """
+        wanted = wanted and self.info.expert_count > 0  # a dense model has no router to watch
+        if wanted == (self.router_tap is not None):
+            return
+        if not wanted:
+            self.create_context()
+            self.router_tap = None
+            return
+        # Every token of a prompt chunk is an output while capturing (see _decode): chunks of one
+        # ubatch keep llama.cpp's logits buffer at n_ubatch rows.
+        tap = RouterTap(self.lib, self.settings.model_path, self.info.n_layers, self.info.expert_count,
+                        self.info.expert_used_count, max_decode_tokens=min(self.settings.n_batch, MAX_UBATCH))
+        self.create_context(tap.callback, tap.user_data)
+        self.router_tap = tap
 
     def _progress_callback(self, on_progress):
         last = [-1.0]
@@ -289,6 +313,9 @@ class LoadedModel:
             n = self.lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
 
+    def _piece_text(self, token: int) -> str:
+        return self._piece(token).decode("utf-8", errors="replace")
+
     # --- generation -----------------------------------------------------------------------
 
     def generate(self, request: GenerateRequest, stop_event):
@@ -307,6 +334,9 @@ class LoadedModel:
         if any(t < 0 or t >= n_vocab for t in prompt):
             raise EngineError("the prompt holds token ids outside this model's vocabulary")
 
+        self._capture_router(request.capture_router)
+        if self.router_tap is not None:
+            self.router_tap.start()
         reused, shifted = self._reuse_cache(prompt)
         t0 = time.perf_counter()
         stopped_in_prompt = not (yield from self._evaluate(prompt, reused, stop_event))
@@ -314,7 +344,7 @@ class LoadedModel:
         evaluated = len(prompt) - reused
         if stopped_in_prompt:
             stats = GenerationStats(len(prompt), reused, evaluated, 0, None, None, "user", shifted)
-            yield Done("", [], prompt, stats, True)
+            yield Done("", [], prompt, stats, True, self._router_capture(reused, len(prompt)))
             return
 
         try:
@@ -406,7 +436,13 @@ class LoadedModel:
             stop_reason=stop_reason,
             shifted_tokens=shifted,
         )
-        yield Done(matcher.text, kept, prompt, stats, ids_exact)
+        yield Done(matcher.text, kept, prompt, stats, ids_exact, self._router_capture(reused, len(prompt)))
+
+    def _router_capture(self, first_pos: int, n_prompt: int) -> RouterCapture | None:
+        """What the router tap recorded for the context's tokens from first_pos on, when it is installed."""
+        if self.router_tap is None:
+            return None
+        return self.router_tap.capture(self.cached, first_pos, n_prompt, self._piece_text)
 
     def _reuse_cache(self, prompt: list[int]) -> tuple[int, int]:
         """What the KV cache can give this prompt: (tokens reused, of which shifted into place).
@@ -480,10 +516,11 @@ class LoadedModel:
             total = len(prompt) - start
             last_report = 0.0
             pos = start
+            step = self.router_tap.max_decode_tokens if self.router_tap else self.settings.n_batch
             while pos < len(prompt):
                 if stop_event.is_set():
                     return False
-                chunk = prompt[pos : pos + self.settings.n_batch]
+                chunk = prompt[pos : pos + step]
                 last = pos + len(chunk) == len(prompt)
                 result = self._decode(chunk, pos, want_logits=last)
                 if result == 2 or stop_event.is_set() and not result:
@@ -515,15 +552,20 @@ class LoadedModel:
         batch = self.batch
         n = len(tokens)
         batch.n_tokens = n
+        # llama.cpp computes the last layer only for tokens whose logits are wanted: with the router
+        # tap on, every token is one, or the prompt's last-layer routing would be missing.
+        every_output = int(self.router_tap is not None)
         for i, token in enumerate(tokens):
             batch.token[i] = token
             batch.pos[i] = start_pos + i
             batch.n_seq_id[i] = 1
             batch.seq_id[i][0] = 0
-            batch.logits[i] = 0
+            batch.logits[i] = every_output
         if want_logits:
             batch.logits[n - 1] = 1
         code = self.lib.llama_decode(self.ctx, batch)
+        if self.router_tap is not None:
+            self.router_tap.note_decode(start_pos, n)
         self._last_code = code
         if code == 0:
             return True
