@@ -12,6 +12,9 @@ from storyteller.engine import LoadSettings, LocalEngine
 from tests.gguf_factory import TinyModelSpec, write_tiny_moe
 
 CHROMIUM = "/usr/bin/chromium"
+# The shared engines run one thread: llama.cpp's threads spin at every barrier, so on a busy
+# machine two threads made these small models 20-50x slower than one.
+SINGLE_THREAD = 1
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +50,7 @@ def gemma_model() -> Path:
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model, tmp_path_factory):
     engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=2048))
+    engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=2048, n_threads=SINGLE_THREAD))
     yield engine
     engine.unload()
 
@@ -55,7 +58,7 @@ def tiny_engine(tiny_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def gemma_engine(gemma_model, tmp_path_factory):
     engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(gemma_model), n_ctx=2048))
+    engine.load(LoadSettings(model_path=str(gemma_model), n_ctx=2048, n_threads=SINGLE_THREAD))
     yield engine
     engine.unload()
 

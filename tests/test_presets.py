@@ -129,6 +129,8 @@ def test_out_of_range_values_are_errors_naming_the_field(tmp_path, key, value):
         ('{"name": "X", "schema_version": "1"}', "schema_version"),
         ('{"schema_version": 1}', "name"),
         ('{"name": "", "schema_version": 1}', "name"),
+        ('{"name": "  ", "schema_version": 1}', "name: String should have at least 1 character"),
+        ('{"name": "two\\nlines", "schema_version": 1}', "name: must be one line"),
         ('{"name": "X", "schema_version": 1,', "not valid JSON"),
         ('[1, 2]', "one object"),
         ('{"hello": "world"}', "no sampler settings"),
@@ -227,6 +229,7 @@ def test_text_generation_webui_yaml_maps_to_llama_cpp_keys(tmp_path):
         "dynamic_temperature: true\ndynatemp_low: 0.6\ndynatemp_high: 1.4\ndynatemp_exponent: 1.5\n"
         "mirostat_mode: 0\nfrequency_penalty: 0.05\npresence_penalty: 0.1\ntfs: 0.9\ntop_a: 0\n"
         "sampler_priority: |-\n  temperature\n  top_k\n  top_p\n"
+        "ban_eos_token: true\ncustom_token_bans: '12, 34'\n"
     )
     imported = read_preset_file(path)
     assert imported.source_format == "text-generation-webui"
@@ -239,6 +242,7 @@ def test_text_generation_webui_yaml_maps_to_llama_cpp_keys(tmp_path):
     assert s.dry_sequence_breakers == ["\n", ":", '"', "*"]
     assert (s.xtc_threshold, s.xtc_probability, s.top_n_sigma) == (0.2, 0.3, -1.0)
     assert (s.frequency_penalty, s.presence_penalty) == (0.05, 0.1)
+    assert s.ignore_eos and s.logit_bias == [(12, False), (34, False)]
     text = "\n".join(imported.notices)
     assert "tfs = 0.9" in text and "top_a" not in text and "llama.cpp's own order" in text
 

@@ -25,6 +25,7 @@ GREEDY = dict(temperature=0.0, min_p=0.0, ignore_eos=True)
 # Gemma continues this list word for word when nothing stops it.
 REPETITION = "apple banana cherry grape lemon, " * 4 + "apple"
 CYCLE_AGAIN = "lemon, apple banana cherry"
+STORY = "Once upon a time, in a small village,"
 
 
 def generate(engine, prompt=TINY_PROMPT, max_tokens=40, stop=(), **settings) -> Done:
@@ -44,8 +45,21 @@ def tokens(engine, **settings) -> list[int]:
     return generate(engine, **settings).token_ids
 
 
-def gemma(engine, prompt: str = REPETITION, max_tokens: int = 30, **settings) -> str:
+def gemma(engine, prompt: str = REPETITION, max_tokens: int = 20, **settings) -> str:
     return generate(engine, [Segment(prompt)], max_tokens, **{"temperature": 0.0, **settings}).text
+
+
+@pytest.fixture(scope="module")
+def plain(gemma_engine) -> str:
+    """Gemma's greedy continuation of the repeated list: the list again and again."""
+    text = gemma(gemma_engine)
+    assert text.count(CYCLE_AGAIN) >= 2
+    return text
+
+
+@pytest.fixture(scope="module")
+def story(gemma_engine) -> str:
+    return gemma(gemma_engine, STORY, 24)
 
 
 # --- temperature and truncation (tiny model) ---------------------------------------------------
@@ -153,13 +167,11 @@ def test_a_banned_string_never_appears_in_200_sampled_tokens(tiny_engine):
     assert done.stats.generated_tokens == 200 and len(done.token_ids) == 200
 
 
-def test_banned_strings_ignore_case_and_rewind_across_tokens_on_real_text(gemma_engine):
-    story = "Once upon a time, in a small village,"
-    free = gemma(gemma_engine, story, 60)
-    assert "They had a lot of" in free
-    done = gemma(gemma_engine, story, 60, banned_strings=["they had a lot of", "family"])
+def test_banned_strings_ignore_case_and_rewind_across_tokens_on_real_text(gemma_engine, story):
+    assert "They had a lot of" in story and "family" in story
+    done = gemma(gemma_engine, STORY, 24, banned_strings=["they had a lot of", "family"])
     assert "they had a lot of" not in done.lower() and "family" not in done
-    assert len(done) > 100  # it went on writing instead of stopping
+    assert len(done) > len(story) // 2  # it went on writing instead of stopping
 
 
 def test_banned_strings_and_stop_strings_work_together(tiny_engine):
@@ -170,25 +182,20 @@ def test_banned_strings_and_stop_strings_work_together(tiny_engine):
     assert stop not in done.text and "sword" not in done.text
 
 
-def test_logit_bias_by_text_bans_the_tokens_of_that_text(gemma_engine):
-    story = "Once upon a time, in a small village,"
-    assert " friends" in gemma(gemma_engine, story, 60)
-    done = gemma(gemma_engine, story, 60, logit_bias=[(" friends", False), (" money", -100.0)])
-    assert " friends" not in done and " money" not in done
+def test_logit_bias_by_text_bans_the_tokens_of_that_text(gemma_engine, story):
+    assert " family" in story and " happy" in story
+    done = gemma(gemma_engine, STORY, 24, logit_bias=[(" family", False), (" happy", -100.0)])
+    assert " family" not in done and " happy" not in done
 
 
 # --- repetition: DRY and penalties on a real model ---------------------------------------------
 
 
-def test_dry_stops_a_forced_repetition(gemma_engine):
-    plain = gemma(gemma_engine)
-    assert plain.count(CYCLE_AGAIN) >= 3  # without DRY the list goes on and on
-    dry = gemma(gemma_engine, dry_multiplier=0.8)
-    assert CYCLE_AGAIN not in dry
+def test_dry_stops_a_forced_repetition(gemma_engine, plain):
+    assert CYCLE_AGAIN not in gemma(gemma_engine, dry_multiplier=0.8)
 
 
-def test_dry_base_allowed_length_range_and_breakers_change_its_effect(gemma_engine):
-    plain = gemma(gemma_engine)
+def test_dry_base_allowed_length_range_and_breakers_change_its_effect(gemma_engine, plain):
     dry = {"dry_multiplier": 0.8}
     reference = gemma(gemma_engine, **dry)
     assert gemma(gemma_engine, **dry, dry_base=1.1) != reference
@@ -199,16 +206,13 @@ def test_dry_base_allowed_length_range_and_breakers_change_its_effect(gemma_engi
     assert gemma(gemma_engine, **dry, dry_sequence_breakers=[","]) == plain
 
 
-def test_repetition_penalty_sees_the_prompt_within_its_range(gemma_engine):
-    plain = gemma(gemma_engine)
-    penalized = gemma(gemma_engine, repeat_penalty=1.3)
-    assert CYCLE_AGAIN not in penalized
+def test_repetition_penalty_sees_the_prompt_within_its_range(gemma_engine, plain):
+    assert CYCLE_AGAIN not in gemma(gemma_engine, repeat_penalty=1.3)
     assert gemma(gemma_engine, repeat_penalty=1.3, repeat_last_n=4) == plain
     assert gemma(gemma_engine, repeat_penalty=1.3, repeat_last_n=0) == plain
 
 
-def test_presence_and_frequency_penalties_change_the_text(gemma_engine):
-    plain = gemma(gemma_engine)
+def test_presence_and_frequency_penalties_change_the_text(gemma_engine, plain):
     presence = gemma(gemma_engine, presence_penalty=1.0)
     frequency = gemma(gemma_engine, frequency_penalty=0.5)
     assert presence != plain and frequency != plain and presence != frequency

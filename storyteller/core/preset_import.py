@@ -52,6 +52,11 @@ class Conversion:
         self.settings[key] = value
         self.origin[key] = source
 
+    def add_biases(self, entries: list[tuple], source: str) -> None:
+        """Logit biases come from several keys (biases, banned tokens); later ones win."""
+        if entries:
+            self.put("logit_bias", self.settings.get("logit_bias", []) + entries, source)
+
 
 # A handler reads one key's value (and may look at the whole file) into the conversion.
 Handler = Callable[[object, dict, Conversion, str], None]
@@ -90,12 +95,12 @@ def _number(value) -> float:
     return value
 
 
-def _when_true(key: str, value=True) -> Handler:
-    """A switch that sets `key` when it is on (ban EOS, greedy decoding)."""
+def _when_true(key: str) -> Handler:
+    """A switch that turns `key` on when it is on (the several spellings of "ban EOS")."""
 
     def handle(switch, _document, out: Conversion, source: str) -> None:
         if switch:
-            out.put(key, value, source)
+            out.put(key, True, source)
 
     return handle
 
@@ -163,7 +168,7 @@ def _logit_bias_list(value, _document, out: Conversion, source: str) -> None:
             raise PresetError(f"{source}: each entry needs a text and a value")
         bias = _number(item["value"])
         entries += [(key, bias) for key in _token_ids_or_text(str(item["text"]))]
-    out.put("logit_bias", out.settings.get("logit_bias", []) + entries, source)
+    out.add_biases(entries, source)
 
 
 def _logit_bias_map(value, _document, out: Conversion, source: str) -> None:
@@ -174,7 +179,7 @@ def _logit_bias_map(value, _document, out: Conversion, source: str) -> None:
         entries = [(int(token), _number(bias)) for token, bias in value.items()]
     except ValueError:
         raise PresetError(f"{source}: keys must be token ids") from None
-    out.put("logit_bias", out.settings.get("logit_bias", []) + entries, source)
+    out.add_biases(entries, source)
 
 
 def _token_ids_or_text(text: str) -> list[int | str]:
@@ -197,15 +202,12 @@ def _sillytavern_bans(value, _document, out: Conversion, source: str) -> None:
             biases += [(key, False) for key in _token_ids_or_text(line)]
     if strings:
         out.put("banned_strings", strings, source)
-    if biases:
-        out.put("logit_bias", out.settings.get("logit_bias", []) + biases, source)
+    out.add_biases(biases, source)
 
 
 def _token_id_list(value, _document, out: Conversion, source: str) -> None:
     """text-generation-webui's custom_token_bans: "12, 34"."""
-    ids = [int(t) for t in re.findall(r"\d+", str(value))]
-    if ids:
-        out.put("logit_bias", out.settings.get("logit_bias", []) + [(t, False) for t in ids], source)
+    out.add_biases([(int(t), False) for t in re.findall(r"\d+", str(value))], source)
 
 
 def _string_list(key: str) -> Handler:
@@ -226,10 +228,6 @@ def _other_order(value, document: dict, out: Conversion, source: str) -> None:
     """
     if value is not True and "samplers" not in document:
         out.foreign_orders.append(source)
-
-
-def _ignore(*_args) -> None:
-    """A key that is not a sampling setting (or is read together with another key)."""
 
 
 @dataclass(frozen=True)

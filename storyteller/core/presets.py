@@ -46,12 +46,14 @@ class Preset(BaseModel):
     n_predict: int = Field(-1, ge=-1, le=1 << 20)  # -1: the caller's limit
     stop: list[str] = Field(default_factory=list)
 
-    @field_validator("name", "description")
+    @field_validator("name", "description", mode="before")
     @classmethod
-    def _one_line(cls, value: str) -> str:
-        value = value.strip()
-        if "\n" in value or "\r" in value:
-            raise ValueError("must be one line")
+    def _one_line(cls, value):
+        # Before the length check, so that "   " is an empty name.
+        if isinstance(value, str):
+            value = value.strip()
+            if "\n" in value or "\r" in value:
+                raise ValueError("must be one line")
         return value
 
     @field_validator("stop")
