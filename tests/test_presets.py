@@ -131,6 +131,7 @@ def test_out_of_range_values_are_errors_naming_the_field(tmp_path, key, value):
         ('{"name": "", "schema_version": 1}', "name"),
         ('{"name": "  ", "schema_version": 1}', "name: String should have at least 1 character"),
         ('{"name": "two\\nlines", "schema_version": 1}', "name: must be one line"),
+        ('{"name": "a\\tb", "schema_version": 1}', "without tabs"),
         ('{"name": "X", "schema_version": 1,', "not valid JSON"),
         ('[1, 2]', "one object"),
         ('{"hello": "world"}', "no sampler settings"),

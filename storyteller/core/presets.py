@@ -52,8 +52,8 @@ class Preset(BaseModel):
         # Before the length check, so that "   " is an empty name.
         if isinstance(value, str):
             value = value.strip()
-            if "\n" in value or "\r" in value:
-                raise ValueError("must be one line")
+            if any(c in value for c in "\n\r\t"):
+                raise ValueError("must be one line, without tabs")
         return value
 
     @field_validator("stop")
