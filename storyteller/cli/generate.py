@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from storyteller.cli.common import UserError, add_data_dir_option, print_progress
 from storyteller.core.context import AppContext, resolve_data_dir
 from storyteller.core.completion import complete
 from storyteller.core.presets import PresetError, PresetLibrary, sampling_for
+from storyteller.core.router import RoutingTrace, jsonl_records
 from storyteller.engine import LoadSettings
 
 DEFAULT_MAX_TOKENS = 256
@@ -30,6 +32,11 @@ def register(subparsers) -> None:
         "--max-tokens", type=int, metavar="N", help=f"reply limit (default: the preset's, else {DEFAULT_MAX_TOKENS})"
     )
     parser.add_argument("--n-ctx", type=int, default=4096, metavar="N")
+    parser.add_argument("--experts-used", type=int, metavar="N", help="experts per token of a MoE model (default: its own)")
+    parser.add_argument(
+        "--routing", metavar="OUT.jsonl",
+        help="write which experts the router picked for every token and layer (MoE models), as JSON Lines",
+    )
     parser.add_argument("--seed", type=int, metavar="N", help="sampling seed (default: the preset's, else random)")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: text and stats")
@@ -40,26 +47,35 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
     try:
-        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx)
+        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     prompts = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
     ctx = AppContext.open(resolve_data_dir(args.data_dir))
+    routing = None
     try:
         try:
             preset = PresetLibrary(ctx).get(args.preset) if args.preset else None
             sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
         except PresetError as exc:
             raise UserError(str(exc)) from None
-        ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        info = ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        if args.routing and not info.expert_count:
+            raise UserError(f"{Path(args.model).name} is not a mixture-of-experts model: it has no routing to record")
+        routing = open(args.routing, "w", encoding="utf-8") if args.routing else None
         for prompt in prompts:
             if not prompt.strip():
                 continue
-            result = complete(ctx.engine, prompt, sampling.sampler, sampling.max_tokens, sampling.stop)
+            result = complete(ctx.engine, prompt, sampling.sampler, sampling.max_tokens, sampling.stop,
+                              capture_router=routing is not None)
+            if routing is not None:
+                routing.writelines(line + "\n" for line in jsonl_records([RoutingTrace(result.routing)]))
             if args.json:
                 print(json.dumps({"text": result.text, "stats": result.stats.as_dict()}), flush=True)
             else:
                 print(result.text, flush=True)
     finally:
+        if routing is not None:
+            routing.close()
         ctx.close()
     return 0

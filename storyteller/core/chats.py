@@ -18,6 +18,7 @@ from jinja2 import TemplateError
 
 from storyteller.core.character_context import CharacterContext, character_context
 from storyteller.core.context import AppContext
+from storyteller.core.experts import capture_enabled, keep_capture
 from storyteller.core.macros import MacroContext, substitute
 from storyteller.core.presets import Preset, PresetError, PresetLibrary
 from storyteller.core.prompt import (
@@ -41,6 +42,7 @@ from storyteller.engine import (
     EngineError,
     GenerateRequest,
     GenerationStats,
+    ModelInfo,
     PromptProgress,
     SamplerSettings,
     Segment,
@@ -65,6 +67,7 @@ class ReplyOptions:
     max_tokens: int | None = None
     preset: str | None = None
     fresh_seed: bool = False  # a swipe must differ from its siblings even under a fixed-seed preset
+    seed: int | None = None  # this seed, whatever the preset says (a reply written again)
 
 
 NO_OPTIONS = ReplyOptions()
@@ -303,25 +306,7 @@ class ChatService:
         info = self.ctx.engine.model_info
         if info is None:
             raise ChatError("no model is loaded")
-        turn = self._turn(self.chat(chat_id), parent_id, options)
-        next_role = None if continuing else role
-        try:
-            prompt, trimmed_tokens = self._assemble(turn, info.n_ctx, next_role)
-        except TemplateError as exc:
-            turn.template = builtin_fallback(turn.template, f"refused this conversation ({exc})", self._templates())
-            prompt, trimmed_tokens = self._assemble(turn, info.n_ctx, next_role)
-        if prompt.over_budget:
-            raise ChatError(
-                f"the prompt needs {prompt.total_tokens} tokens even with the oldest messages left out, more than "
-                f"the context holds ({info.n_ctx}) with {turn.max_tokens} kept for the reply: shorten the last "
-                "message, or load the model with a larger context"
-            )
-        if role == "user":
-            stops = [*turn.template.stop_strings(turn.character.char_name), f"\n{turn.character.char_name}:"]
-        else:
-            stops = turn.template.stop_strings(turn.character.user_name)
-        stops += turn.stops
-        request = GenerateRequest(prompt.segments, turn.sampler, turn.max_tokens, stops)
+        turn, prompt, trimmed_tokens, request = self._request(info, chat_id, parent_id, options, role, continuing)
 
         message_id = None
         prefix = continuing.content if continuing else ""
@@ -355,6 +340,8 @@ class ChatService:
                     fields["meta"] = {**(continuing.meta if continuing else {}), "stats": done.stats.as_dict(),
                                       "shifted_tokens": done.stats.shifted_tokens, "seed": turn.sampler.seed}
                 self.repo.update_message(message_id, **fields)
+                if done is not None and done.routing is not None:
+                    keep_capture(self.ctx, message_id, done.routing)
         self.last_prompts[chat_id] = PromptReport(
             text="".join(s.text for s in prompt.segments),
             total_tokens=len(done.prompt_token_ids) if done else prompt.total_tokens,
@@ -363,6 +350,43 @@ class ChatService:
             trimmed_messages=prompt.dropped_messages,
         )
         yield ReplyFinished(prefix + done.text, message_id, done.stats, trimmed_tokens)
+
+    def _request(self, info: ModelInfo, chat_id: str, parent_id: int | None, options: ReplyOptions, role: str = "assistant",
+                 continuing: MessageRow | None = None) -> tuple[_Turn, AssembledPrompt, int, GenerateRequest]:
+        """The request for a reply after `parent_id`: its turn, prompt, history tokens trimmed, request."""
+        turn = self._turn(self.chat(chat_id), parent_id, options)
+        next_role = None if continuing else role
+        try:
+            prompt, trimmed_tokens = self._assemble(turn, info.n_ctx, next_role)
+        except TemplateError as exc:
+            turn.template = builtin_fallback(turn.template, f"refused this conversation ({exc})", self._templates())
+            prompt, trimmed_tokens = self._assemble(turn, info.n_ctx, next_role)
+        if prompt.over_budget:
+            raise ChatError(
+                f"the prompt needs {prompt.total_tokens} tokens even with the oldest messages left out, more than "
+                f"the context holds ({info.n_ctx}) with {turn.max_tokens} kept for the reply: shorten the last "
+                "message, or load the model with a larger context"
+            )
+        if role == "user":
+            stops = [*turn.template.stop_strings(turn.character.char_name), f"\n{turn.character.char_name}:"]
+        else:
+            stops = turn.template.stop_strings(turn.character.user_name)
+        stops += turn.stops
+        request = GenerateRequest(prompt.segments, turn.sampler, turn.max_tokens, stops,
+                                  capture_router=capture_enabled(self.ctx))
+        return turn, prompt, trimmed_tokens, request
+
+    def rerun_request(self, chat_id: str) -> GenerateRequest:
+        """The request that wrote the chat's last reply, with that reply's seed, to write it again under
+        other load settings (the Experts tab compares expert counts so). Nothing is saved."""
+        info = self.ctx.engine.model_info
+        if info is None:
+            raise ChatError("no model is loaded")
+        chat = self.chat(chat_id)
+        last = self.repo.get_message(chat.leaf_id) if chat.leaf_id else None
+        if last is None or last.role != "assistant" or "seed" not in last.meta:
+            raise ChatError("the chat does not end with a generated reply")
+        return self._request(info, chat_id, last.parent_id, ReplyOptions(seed=last.meta["seed"]))[3]
 
     def _turn(self, chat: ChatRow, parent_id: int | None, options: ReplyOptions) -> _Turn:
         info = self.ctx.engine.model_info
@@ -375,6 +399,8 @@ class ChatService:
         sampler = preset.sampler if preset else SamplerSettings()
         if options.fresh_seed or sampler.seed is None:
             sampler = sampler.model_copy(update={"seed": random.randrange(0xFFFFFFFE)})
+        if options.seed is not None:
+            sampler = sampler.model_copy(update={"seed": options.seed})
         max_tokens = options.max_tokens or (preset.max_tokens(DEFAULT_REPLY_TOKENS) if preset else DEFAULT_REPLY_TOKENS)
         stops = list(preset.stop) if preset else []
         return _Turn(chat, character, template, sampler, max_tokens, stops, self.repo.path(parent_id))

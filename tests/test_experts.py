@@ -1,0 +1,125 @@
+"""The Experts service with the real engine (tiny MoE): captured replies, export, names, comparing expert counts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from storyteller.core.chats import ChatError, ReplyFinished
+from storyteller.core.context import AppContext
+from storyteller.core.experts import (
+    ExpertsError,
+    capture_enabled,
+    chat_jsonl,
+    chat_routing,
+    compare_expert_counts,
+    expert_sources,
+    set_capture,
+)
+from storyteller.core.models import load_model
+from storyteller.engine import LoadSettings, LocalEngine
+from tests.test_cli import storyteller
+
+
+@pytest.fixture(scope="module")
+def ctx(tiny_model, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("experts-data")
+    context = AppContext.open(data_dir, engine=LocalEngine(log_dir=data_dir / "logs"))
+    load_model(context, LoadSettings(model_path=str(tiny_model), n_ctx=2048))
+    yield context
+    context.close()
+
+
+def finish(events) -> ReplyFinished:
+    *_, last = events
+    assert isinstance(last, ReplyFinished)
+    return last
+
+
+def test_capture_is_off_by_default_and_then_nothing_is_recorded(ctx):
+    assert not capture_enabled(ctx)
+    chat = ctx.chats.new_chat()
+    finish(ctx.chats.send(chat.id, "Hello"))
+    assert chat_routing(ctx, chat.id) == []
+    with pytest.raises(ExpertsError, match="no recorded routing"):
+        chat_jsonl(ctx, chat.id)
+
+
+def test_a_captured_reply_keeps_its_routing_and_exports_it(ctx):
+    set_capture(ctx, True)
+    try:
+        chat = ctx.chats.new_chat()
+        done = finish(ctx.chats.send(chat.id, "Tell me about the dragon"))
+        more = finish(ctx.chats.continue_reply(chat.id))
+    finally:
+        set_capture(ctx, False)
+    [reply] = chat_routing(ctx, chat.id)
+    assert reply.message_id == done.message_id and len(reply.traces) == 2  # the reply, then its continuation
+    first, second = reply.traces
+    assert first.capture.prompt_tokens == done.stats.evaluated_tokens
+    assert len(first) - first.capture.prompt_tokens == done.stats.generated_tokens
+    assert second.capture.positions[0] > first.capture.positions[0]
+    assert len(second) - second.capture.prompt_tokens == more.stats.generated_tokens
+    lines = chat_jsonl(ctx, chat.id).splitlines()
+    assert len(lines) == (len(first) + len(second)) * 2  # two layers
+    rows = [json.loads(line) for line in lines]
+    assert {tuple(row) for row in rows} == {("pos", "token", "phase", "layer", "experts", "weights")}
+    assert {row["phase"] for row in rows} == {"prompt", "gen"}
+    assert all(len(set(row["experts"])) == 2 and sum(row["weights"]) == pytest.approx(1, abs=1e-3) for row in rows)
+
+
+def test_a_catalog_models_experts_are_named_by_its_file_name(ctx, tiny_model, tmp_path):
+    renamed = tmp_path / "CognitiveFusion2-model-q4-k-m.gguf"
+    shutil.copy(tiny_model, renamed)
+    assert expert_sources(ctx, str(renamed), 4) == [
+        "automerger/YamshadowExperiment28-7B", "liminerity/M7-7b", "automerger/YamshadowExperiment28-7B", "nlpguy/T3QM7",
+    ]
+    assert expert_sources(ctx, str(renamed), 8) is None  # not the catalog's model after all
+    assert expert_sources(ctx, str(tiny_model), 4) is None
+
+
+def test_compare_writes_the_last_reply_with_one_two_and_three_experts_then_restores(ctx):
+    set_capture(ctx, True)
+    try:
+        chat = ctx.chats.new_chat()
+        original = finish(ctx.chats.send(chat.id, "Once upon a time"))
+        steps = list(compare_expert_counts(ctx, chat.id))
+    finally:
+        set_capture(ctx, False)
+    replies = steps[-1].replies
+    assert [r.experts_used for r in replies] == [1, 2, 3]
+    for reply in replies:
+        assert reply.generated_tokens > 0 and reply.gen_tps
+        # Every token went to exactly that many experts in every layer.
+        assert all(sum(layer) == reply.usage.tokens * reply.experts_used for layer in reply.usage.picks)
+    assert replies[1].text == original.text  # the chat's own setting, seed and preset: the same reply
+    assert ctx.engine.model_info.expert_used_count == 2
+    assert [m.role for m in ctx.chats.view(chat.id).messages] == ["user", "assistant"]  # nothing saved
+
+
+def test_compare_needs_a_generated_reply(ctx):
+    chat = ctx.chats.new_chat()
+    with pytest.raises(ChatError, match="generated reply"):
+        list(compare_expert_counts(ctx, chat.id))
+
+
+def test_the_cli_writes_the_routing_record(tiny_model, tmp_path):
+    out = tmp_path / "routing.jsonl"
+    result = storyteller(
+        "generate", "--model", str(tiny_model), "--prompt", "the dragon", "--max-tokens", "4", "--seed", "1",
+        "--routing", str(out), "--experts-used", "1", data_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len([r for r in rows if r["phase"] == "gen"]) == 4 * 2
+    assert all(len(r["experts"]) == 1 and r["weights"] == [1.0] for r in rows)
+
+
+def test_the_cli_refuses_a_routing_record_of_a_dense_model(gemma_model, tmp_path):
+    result = storyteller(
+        "generate", "--model", str(gemma_model), "--prompt", "hi", "--routing", str(tmp_path / "r.jsonl"), data_dir=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "not a mixture-of-experts model" in result.stderr and "Traceback" not in result.stderr
