@@ -40,7 +40,9 @@ def wait_for_stats(page, words: str, timeout=30_000) -> None:
 
 def test_write_generate_stream_stop_undo_redo(browser, server):
     page = open_tab(browser, server, "Story")
-    page.wait_for_selector("#story-text textarea", timeout=30_000)
+    # Opening the tab makes the first story and draws it: type only once it is there.
+    page.wait_for_function("() => document.querySelector('#story-list input').value.startsWith('Story')",
+                           timeout=30_000)
     page.locator("#story-text textarea").fill(OPENING)
     tokens = page.locator("#story-tokens input[type='number']")
     tokens.fill("4096")
