@@ -384,9 +384,12 @@ class ChatService:
             raise ChatError("no model is loaded")
         chat = self.chat(chat_id)
         last = self.repo.get_message(chat.leaf_id) if chat.leaf_id else None
-        if last is None or last.role != "assistant" or "seed" not in last.meta:
+        if last is None or last.role != "assistant" or "seed" not in last.meta or "stats" not in last.meta:
             raise ChatError("the chat does not end with a generated reply")
-        return self._request(info, chat_id, last.parent_id, ReplyOptions(seed=last.meta["seed"]))[3]
+        # As long as the reply was (a continued one included), whatever a request's own limit was then.
+        length = len(last.token_ids) if last.token_ids else last.meta["stats"]["generated_tokens"]
+        options = ReplyOptions(max_tokens=max(1, length), seed=last.meta["seed"])
+        return self._request(info, chat_id, last.parent_id, options)[3]
 
     def _turn(self, chat: ChatRow, parent_id: int | None, options: ReplyOptions) -> _Turn:
         info = self.ctx.engine.model_info

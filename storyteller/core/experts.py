@@ -22,6 +22,7 @@ from storyteller.core.router import (
 )
 from storyteller.engine import RouterCapture
 from storyteller.hub.catalog import CatalogEntry
+from storyteller.storage.chats import ChatRepository
 from storyteller.storage.routing import RoutingRepository
 
 CAPTURE_KEY = "router.capture"
@@ -51,6 +52,14 @@ class ReplyRouting:
     message_id: int
     text: str
     traces: list[RoutingTrace]  # one per request that wrote the reply
+
+
+def routed_chats(ctx: AppContext) -> list[tuple[str, str]]:
+    """(id, title) of every chat and story, newest first: any of them may have recorded routing."""
+    return [
+        (summary.chat.id, f"Story: {summary.chat.title}" if summary.chat.mode == "story" else summary.chat.title)
+        for summary in ChatRepository(ctx.db).list_chats()
+    ]
 
 
 def chat_routing(ctx: AppContext, chat_id: str) -> list[ReplyRouting]:

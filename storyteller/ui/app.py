@@ -15,6 +15,7 @@ from storyteller.ui import (  # noqa: E402
     characters_tab,
     chat_io_tab,
     chat_tab,
+    experts_tab,
     library_tab,
     lorebooks_tab,
     model_tab,
@@ -24,7 +25,7 @@ from storyteller.ui import (  # noqa: E402
 )
 
 # Each tab module has build(ctx): it creates its components and wires its own events.
-TABS = [chat_tab, story_tab, chat_io_tab, characters_tab, personas_tab, lorebooks_tab, presets_tab, model_tab, library_tab]
+TABS = [chat_tab, story_tab, experts_tab, chat_io_tab, characters_tab, personas_tab, lorebooks_tab, presets_tab, model_tab, library_tab]
 STATUS_REFRESH_SECONDS = 2.0
 
 CSS = """

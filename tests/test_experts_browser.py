@@ -1,0 +1,67 @@
+"""The Experts tab in Chromium: recording switched on, a reply in the Chat tab, its heatmap and words, compare."""
+
+from __future__ import annotations
+
+from tests.app_runner import SCREENSHOTS, running_app
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+
+
+def test_a_reply_shows_its_routing_and_the_expert_counts_compare(tiny_model, browser, tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with running_app(tmp_path, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        open_tab(page, "Experts")
+        page.locator("#experts-capture input").check()
+        page.wait_for_function("() => document.querySelector('#experts-capture-status').innerText.includes('Recording is on')")
+
+        open_tab(page, "Chat")
+        box = page.locator("#max-tokens input[type='number']")
+        box.fill("24")
+        box.press("Enter")
+        page.locator("#chat-input textarea").fill("Tell me about the dragon.")
+        page.locator("#send").click()
+        page.wait_for_function(
+            "() => document.querySelector('#chat-stats').innerText.includes('ended by')", timeout=60_000
+        )
+
+        open_tab(page, "Experts")
+        heatmap = page.locator("#experts-heatmap table.xp-heat")
+        heatmap.wait_for(timeout=30_000)
+        headers = heatmap.locator("thead th").all_inner_texts()
+        assert headers == ["layer", "expert 0", "expert 1", "expert 2", "expert 3", "balance"]
+        assert heatmap.locator("tbody tr").all_inner_texts()[0].startswith("L0")
+        assert heatmap.locator("tbody tr").count() == 3  # two layers, then all layers
+        assert "handled" in page.locator("#experts-headline").inner_text()
+        tokens = page.locator("#experts-tokens .xp-tok")
+        assert tokens.count() == 24
+        tokens.nth(2).hover()
+        popup = tokens.nth(2).locator(".xp-pop")
+        assert popup.is_visible()
+        assert "L0: expert" in popup.inner_text() and "L1: expert" in popup.inner_text()
+        page.screenshot(path=str(SCREENSHOTS / "experts-reply.png"), full_page=True)
+
+        page.locator("#experts-export").click()
+        page.locator("#experts-export-file").wait_for(state="visible", timeout=15_000)
+        assert "routing-" in page.locator("#experts-export-file").inner_text()
+
+        page.locator("#experts-compare").click()
+        page.wait_for_function(
+            "() => document.querySelector('#experts-compare-status').innerText.includes('loaded as before')",
+            timeout=120_000,
+        )
+        columns = page.locator("#experts-compare-results .xp-compare > div")
+        assert columns.count() == 3
+        assert [columns.nth(i).locator("b").inner_text() for i in range(3)] == [
+            "1 expert per token", "2 experts per token", "3 experts per token",
+        ]
+        assert all("tok/s · 24 tokens" in columns.nth(i).inner_text() for i in range(3))  # as long as the reply
+        page.wait_for_function(
+            "() => document.querySelector('#model-status').innerText.includes('2 of 4 experts per token')",
+            timeout=10_000,
+        )  # loaded as it was
+        page.screenshot(path=str(SCREENSHOTS / "experts-compare.png"), full_page=True)
