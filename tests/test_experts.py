@@ -27,7 +27,7 @@ from tests.test_cli import storyteller
 def ctx(tiny_model, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("experts-data")
     context = AppContext.open(data_dir, engine=LocalEngine(log_dir=data_dir / "logs"))
-    load_model(context, LoadSettings(model_path=str(tiny_model), n_ctx=2048))
+    load_model(context, LoadSettings(model_path=str(tiny_model), n_ctx=2048, n_threads=1))
     yield context
     context.close()
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from array import array
-
 import numpy as np
 import pytest
 
+from storyteller.core.router import RoutingTrace
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
 from tests.gguf_factory import TinyModelSpec, _tensors, write_tiny_moe
 
@@ -19,24 +18,10 @@ def run(engine, prompt=PROMPT, capture=True, sampler=GREEDY, max_tokens=8) -> Do
     return [e for e in engine.generate(request) if isinstance(e, Done)][0]
 
 
-def choices(capture) -> list[list[tuple[list[int], list[float]]]]:
+def choices(capture) -> list[list[tuple[tuple[int, ...], tuple[float, ...]]]]:
     """[token][layer] -> (experts, weights)."""
-    experts, weights = array("i"), array("f")
-    experts.frombytes(capture.experts)
-    weights.frombytes(capture.weights)
-    k, n_layers = capture.experts_per_token, len(capture.layers)
-    return [
-        [(list(experts[(t * n_layers + j) * k :][:k]), list(weights[(t * n_layers + j) * k :][:k])) for j in range(n_layers)]
-        for t in range(len(capture.positions))
-    ]
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model, tmp_path_factory):
-    engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=2048))
-    yield engine
-    engine.unload()
+    trace = RoutingTrace(capture)
+    return [[trace.choices(t, j) for j in range(len(trace.layers))] for t in range(len(trace))]
 
 
 def assert_valid_routing(capture, n_experts: int, k: int) -> None:
@@ -46,11 +31,11 @@ def assert_valid_routing(capture, n_experts: int, k: int) -> None:
             assert len(experts) == k and len(set(experts)) == k
             assert all(0 <= e < n_experts for e in experts)
             assert sum(weights) == pytest.approx(1.0, abs=1e-4)
-            assert weights == sorted(weights, reverse=True)  # the router's favourite first
+            assert list(weights) == sorted(weights, reverse=True)  # the router's favourite first
 
 
-def test_every_evaluated_token_has_k_distinct_experts_per_layer_with_weights_summing_to_one(engine, tiny_model):
-    done = run(engine, capture=True, max_tokens=8)
+def test_every_evaluated_token_has_k_distinct_experts_per_layer_with_weights_summing_to_one(tiny_engine, tiny_model):
+    done = run(tiny_engine, capture=True, max_tokens=8)
     capture = done.routing
     assert capture.model_path == str(tiny_model) and capture.expert_count == 4
     assert capture.layers == [0, 1] and capture.experts_per_token == 2
@@ -63,10 +48,10 @@ def test_every_evaluated_token_has_k_distinct_experts_per_layer_with_weights_sum
     assert_valid_routing(capture, n_experts=4, k=2)
 
 
-def test_the_first_tokens_experts_match_the_router_computed_from_the_weights(engine):
+def test_the_first_tokens_experts_match_the_router_computed_from_the_weights(tiny_engine):
     """BOS at position 0 attends only to itself, so layer 0's router input is simple numpy."""
-    run(engine, capture=False, max_tokens=1)
-    done = run(engine, capture=True, max_tokens=1)  # a new context: the prompt is evaluated from position 0
+    run(tiny_engine, capture=False, max_tokens=1)
+    done = run(tiny_engine, capture=True, max_tokens=1)  # a new context: the prompt is evaluated from position 0
     assert done.routing.positions[0] == 0
     spec = TinyModelSpec()
     weights = dict(_tensors(spec))
@@ -85,14 +70,14 @@ def test_the_first_tokens_experts_match_the_router_computed_from_the_weights(eng
     probs /= probs.sum()
     top = list(np.argsort(-probs)[:2])
     experts, captured = choices(done.routing)[0][0]
-    assert experts == top
+    assert list(experts) == top
     assert captured == pytest.approx(list(probs[top] / probs[top].sum()), abs=1e-3)
 
 
-def test_prompt_tokens_reused_from_the_cache_are_not_recorded_again(engine):
+def test_prompt_tokens_reused_from_the_cache_are_not_recorded_again(tiny_engine):
     prefix = "the knight walked to the castle and the queen smiled . " * 4
-    run(engine, [Segment(prefix + "once")], capture=True, max_tokens=2)
-    done = run(engine, [Segment(prefix + "far away")], capture=True, max_tokens=3)
+    run(tiny_engine, [Segment(prefix + "once")], capture=True, max_tokens=2)
+    done = run(tiny_engine, [Segment(prefix + "far away")], capture=True, max_tokens=3)
     capture = done.routing
     reused = done.stats.reused_tokens
     assert reused > 20
@@ -101,17 +86,17 @@ def test_prompt_tokens_reused_from_the_cache_are_not_recorded_again(engine):
     assert capture.positions == list(range(reused, len(done.prompt_token_ids) + 3))
 
 
-def test_switching_capture_recreates_the_context_and_keeps_the_text(engine):
+def test_switching_capture_recreates_the_context_and_keeps_the_text(tiny_engine):
     seeded = SamplerSettings(seed=11, temperature=1.2, min_p=0.0, ignore_eos=True)
-    on = run(engine, capture=True, sampler=seeded, max_tokens=12)
-    again = run(engine, capture=True, sampler=seeded, max_tokens=12)
+    on = run(tiny_engine, capture=True, sampler=seeded, max_tokens=12)
+    again = run(tiny_engine, capture=True, sampler=seeded, max_tokens=12)
     assert again.stats.reused_tokens > 0  # same context: the prompt comes from the cache
-    off = run(engine, capture=False, sampler=seeded, max_tokens=12)
+    off = run(tiny_engine, capture=False, sampler=seeded, max_tokens=12)
     assert off.routing is None
     assert off.stats.reused_tokens == 0  # a new context without the callback: an empty cache
-    off_again = run(engine, capture=False, sampler=seeded, max_tokens=12)
+    off_again = run(tiny_engine, capture=False, sampler=seeded, max_tokens=12)
     assert off_again.stats.reused_tokens > 0
-    back_on = run(engine, capture=True, sampler=seeded, max_tokens=12)
+    back_on = run(tiny_engine, capture=True, sampler=seeded, max_tokens=12)
     assert back_on.stats.reused_tokens == 0
     assert on.text == again.text == off.text == off_again.text == back_on.text
 
@@ -119,7 +104,7 @@ def test_switching_capture_recreates_the_context_and_keeps_the_text(engine):
 def test_one_expert_per_token_when_the_load_setting_says_so(tiny_model, tmp_path):
     engine = LocalEngine(log_dir=tmp_path)
     try:
-        engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=512, expert_used_count=1))
+        engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=512, n_threads=1, expert_used_count=1))
         capture = run(engine, max_tokens=4).routing
         assert capture.experts_per_token == 1
         assert_valid_routing(capture, n_experts=4, k=1)
@@ -131,7 +116,7 @@ def test_a_three_expert_model(model_dir, tmp_path):
     path = write_tiny_moe(model_dir / "tiny-moe-3.gguf", TinyModelSpec(n_expert=3, n_layer=3))
     engine = LocalEngine(log_dir=tmp_path)
     try:
-        engine.load(LoadSettings(model_path=str(path), n_ctx=512))
+        engine.load(LoadSettings(model_path=str(path), n_ctx=512, n_threads=1))
         capture = run(engine, max_tokens=6).routing
         assert capture.expert_count == 3 and capture.layers == [0, 1, 2]
         assert_valid_routing(capture, n_experts=3, k=2)
