@@ -66,7 +66,7 @@ def test_download_shows_fit_and_layout_then_converts_an_old_layout_and_loads_it(
     assert files == ["old-moe.Q8_0.gguf"]  # the original was replaced, no leftovers
     info = library.load(record)
     assert info.expert_count == 4
-    assert library.ctx.settings.get(PROMPT_FORMAT_KEY) == "embedded"  # no catalog entry: the GGUF's template
+    assert library.ctx.settings.get(PROMPT_FORMAT_KEY)["format"] == "embedded"  # no catalog entry: the GGUF's template
 
 
 def test_split_gguf_downloads_as_one_model_and_loads(library, hub):

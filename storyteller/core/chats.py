@@ -19,6 +19,7 @@ from jinja2 import TemplateError
 from storyteller.core.character_context import CharacterContext, character_context
 from storyteller.core.context import AppContext
 from storyteller.core.experts import capture_enabled, keep_capture
+from storyteller.core.library import PROMPT_FORMAT_KEY
 from storyteller.core.macros import MacroContext, substitute
 from storyteller.core.presets import Preset, PresetError, PresetLibrary
 from storyteller.core.prompt import (
@@ -118,6 +119,7 @@ class ChatView:
     user_name: str
     messages: list[MessageView]
     notice: str | None = None
+    preset: str = ""  # the preset replies use: the chat's, else the character's, else the default
 
 
 @dataclass
@@ -129,6 +131,9 @@ class PromptReport:
     part_tokens: dict[str, int]
     template: str
     trimmed_messages: int
+    n_ctx: int
+    reserve: int  # tokens kept free for the reply
+    next_turn: int  # prompt tokens the next turn evaluates besides the new message
 
 
 @dataclass
@@ -217,15 +222,16 @@ class ChatService:
     def view(self, chat_id: str) -> ChatView:
         chat = self.chat(chat_id)
         character = character_context(self.ctx, chat.character_id, chat.persona_id)
-        views = []
-        for message in self.repo.path(chat.leaf_id):
-            swipes = self.repo.siblings(message)
-            position = [s.id for s in swipes].index(message.id) + 1
-            views.append(
-                MessageView(message.id, message.role, message.content, position, len(swipes),
-                            message.status == "streaming", message.meta)
-            )
-        return ChatView(chat, character.char_name, character.user_name, views, character.notice)
+        positions = self.repo.swipe_positions(chat.tree_id)
+        views = [
+            MessageView(m.id, m.role, m.content, *positions[m.id], m.status == "streaming", m.meta)
+            for m in self.repo.path(chat.leaf_id)
+        ]
+        preset = self.preset(chat)
+        return ChatView(
+            chat, character.char_name, character.user_name, views, character.notice,
+            preset.name if preset else "llama.cpp defaults (no preset chosen)",
+        )
 
     # --- messages -------------------------------------------------------------------------------
 
@@ -348,6 +354,10 @@ class ChatService:
             part_tokens=prompt.part_tokens,
             template=turn.template.name,
             trimmed_messages=prompt.dropped_messages,
+            n_ctx=info.n_ctx,
+            reserve=min(turn.max_tokens, info.n_ctx // 2),
+            # A reply kept as its exact ids is in the cache already; otherwise its text goes in again.
+            next_turn=0 if done is None or done.ids_exact else done.stats.generated_tokens,
         )
         yield ReplyFinished(prefix + done.text, message_id, done.stats, trimmed_tokens)
 
@@ -395,7 +405,7 @@ class ChatService:
         info = self.ctx.engine.model_info
         character = character_context(self.ctx, chat.character_id, chat.persona_id)
         template = choose_template(
-            chat.template_id, chat.settings.get("model_format"), info.chat_template, info.bos_text, info.eos_text,
+            chat.template_id, self._catalog_format(info), info.chat_template, info.bos_text, info.eos_text,
             self._templates(),
         )
         preset = self.preset(chat, options.preset)
@@ -419,6 +429,11 @@ class ChatService:
         except PresetError as exc:
             raise ChatError(str(exc)) from exc
         return library.preset_for(chat.character_id)
+
+    def _catalog_format(self, info: ModelInfo) -> str | None:
+        """The prompt format the model library chose when it loaded this model, if it did."""
+        chosen = self.ctx.settings.get(PROMPT_FORMAT_KEY)
+        return chosen["format"] if isinstance(chosen, dict) and chosen.get("path") == info.path else None
 
     def _templates(self) -> dict[str, InstructTemplate]:
         return {**builtin_templates(), **user_templates(self.ctx.data_dir / "templates")}
@@ -444,7 +459,7 @@ class ChatService:
             history=history,
             injections=injections + [i.with_text(substitute(i.text, macros)) for i in lore.injections],
             next_role=next_role,
-            budget=n_ctx - min(turn.max_tokens, n_ctx // 2),
+            budget=n_ctx - min(turn.max_tokens, n_ctx // 2),  # the reply's reserve
             keep_from=self._keep_from(chat, history),
         )
         prompt = assemble(request, self._count)

@@ -36,7 +36,8 @@ from storyteller.hub.layout import LayoutError, convert_to_stacked, has_per_expe
 from storyteller.storage.library import ModelRecord, ModelRepository
 
 TOKEN_KEY = "hub.token"
-PROMPT_FORMAT_KEY = "model.prompt_format"  # what the chat should format prompts with (set on load)
+# What the chat should format prompts with: {"path", "format"}, set when the library loads a model.
+PROMPT_FORMAT_KEY = "model.prompt_format"
 PROBE_PROMPT = "Once upon a time"
 DEFAULT_CONTEXT = 4096
 
@@ -339,7 +340,7 @@ class Library:
         if not Path(record.path).is_file():
             raise LibraryError(f"{record.path} is gone; remove it from the library or add it again")
         settings, prompt_format = self.load_settings(record, n_ctx)
-        self.ctx.settings.set(PROMPT_FORMAT_KEY, prompt_format)
+        self.ctx.settings.set(PROMPT_FORMAT_KEY, {"path": record.path, "format": prompt_format})
         return settings
 
     def load(self, record: ModelRecord, on_progress: Callable[[float], None] | None = None,

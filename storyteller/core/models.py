@@ -7,14 +7,21 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from storyteller.core.context import AppContext
-from storyteller.engine import LoadSettings, ModelInfo
+from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported
 
 LAST_LOAD_KEY = "engine.last_load"
 
 
 def load_model(ctx: AppContext, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
+    """Loads a model; "auto" GPU layers become the number the fit estimate suggests for this machine."""
+    chosen = settings
+    if settings.n_gpu_layers == "auto" and gpu_offload_supported():
+        from storyteller.core.library import Library  # the library loads models through here
+
+        layers = Library(ctx).gpu_layers_for(settings.model_path, settings.n_ctx, settings.cache_type_k)
+        settings = settings.model_copy(update={"n_gpu_layers": layers})
     info = ctx.engine.load(settings, on_progress)
-    ctx.settings.set(LAST_LOAD_KEY, settings.model_dump())
+    ctx.settings.set(LAST_LOAD_KEY, chosen.model_dump())
     return info
 
 

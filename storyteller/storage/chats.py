@@ -253,6 +253,13 @@ class ChatRepository:
         )
         return [_message(r) for r in rows]
 
+    def swipe_positions(self, tree_id: str) -> dict[int, tuple[int, int]]:
+        """For every message of a tree: (1-based position among its swipes, number of swipes)."""
+        groups: dict[tuple, list[int]] = {}
+        for row in self._read("SELECT id, parent_id, role FROM messages WHERE tree_id = ? ORDER BY id", (tree_id,)):
+            groups.setdefault((row["parent_id"], row["role"]), []).append(row["id"])
+        return {mid: (i + 1, len(ids)) for ids in groups.values() for i, mid in enumerate(ids)}
+
     def delete_message(self, chat_id: str, message_id: int) -> None:
         """Removes one message: its children move up to its parent; chats ending on it end on its parent."""
         with self.db.transaction() as conn:

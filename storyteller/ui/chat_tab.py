@@ -18,6 +18,7 @@ from storyteller.core.chats import (
     ChatError,
     ChatEvent,
     ChatView,
+    PromptReport,
     ReplyFinished,
     ReplyOptions,
     ReplyProgress,
@@ -63,6 +64,36 @@ def chat_messages(view: ChatView) -> list[dict]:
     return messages
 
 
+# Prompt parts grouped for the context bar, with their colours.
+BAR_GROUPS = {
+    "system & card": ("#6366f1", {"system_prompt", "description", "personality", "scenario", "persona", "template"}),
+    "lorebook": ("#f59e0b", {"lore"}),
+    "examples": ("#10b981", {"examples"}),
+    "history": ("#0ea5e9", {"history"}),
+    "notes": ("#ec4899", {"author_note", "post_history"}),
+}
+
+
+def context_bar_html(report: PromptReport) -> str:
+    """How the context is used: prompt parts, the reply's reserve, and what is free."""
+    used = {group: sum(t for name, t in report.part_tokens.items() if name in names)
+            for group, (_, names) in BAR_GROUPS.items()}
+    pieces = [(group, BAR_GROUPS[group][0], tokens) for group, tokens in used.items() if tokens]
+    pieces.append(("reply reserve", "#a3a3a3", report.reserve))
+    free = max(0, report.n_ctx - report.total_tokens - report.reserve)
+    cells = "".join(
+        f'<div title="{name}: {tokens} tokens" style="width:{100 * tokens / report.n_ctx:.2f}%;background:{colour}"></div>'
+        for name, colour, tokens in pieces
+    )
+    legend = " · ".join(f'<span style="color:{colour}">■</span> {name} {tokens}' for name, colour, tokens in pieces)
+    again = "nothing but your message" if report.next_turn == 0 else f"{report.next_turn} tokens of the last reply"
+    return (
+        f'<div style="display:flex;height:10px;border-radius:4px;overflow:hidden;background:#e5e7eb">{cells}</div>'
+        f'<div style="font-size:0.8em;opacity:0.8">{legend} · free {free} of {report.n_ctx} · '
+        f"the next turn re-evaluates {again}</div>"
+    )
+
+
 def crash_updates(crash: WorkerCrashed) -> tuple:
     """Shows the crash report and the reload button."""
     text = f"**The model worker crashed.** Your chat is kept.\n\n```\n{crash}\n```"
@@ -102,6 +133,7 @@ def build(ctx: AppContext) -> dict:
                     results = gr.Dropdown([], label="Found", elem_id="search-results")
             with gr.Column(scale=3):
                 notice = gr.Markdown(visible=False, elem_id="chat-notice")
+                chat_info = gr.Markdown("", elem_id="chat-info")
                 chatbot = gr.Chatbot(
                     show_label=False, height=480, elem_id="chatbot", buttons=["copy"], feedback_options=None, editable="all",
                 )
@@ -123,6 +155,7 @@ def build(ctx: AppContext) -> dict:
                     elem_id="max-tokens",
                 )
                 stats = gr.Markdown("", elem_id="chat-stats")
+                context_bar = gr.HTML("", elem_id="context-bar")
                 crash_box = gr.Markdown(visible=False, elem_id="crash-message")
                 reload_btn = gr.Button("Load the model again", variant="primary", visible=False, elem_id="reload-model")
                 with gr.Accordion("Selected message", open=False) as selected_box:
@@ -140,7 +173,7 @@ def build(ctx: AppContext) -> dict:
         def redraw(current: str) -> tuple:
             """chatbot, notice, title, chat settings for the open chat."""
             if not current:
-                return [], gr.update(visible=False), "", gr.update(), "", "", 4
+                return [], gr.update(visible=False), "", "", gr.update(), "", "", 4
             view = chats.view(current)
             notes = [n for n in (view.notice,) if n]
             settings = view.chat.settings
@@ -148,6 +181,7 @@ def build(ctx: AppContext) -> dict:
             return (
                 chat_messages(view),
                 gr.update(value="  \n".join(f"⚠ {n}" for n in notes), visible=bool(notes)),
+                f"**{view.character_name}** · you are {view.user_name} · preset: {view.preset}",
                 view.chat.title,
                 gr.update(choices=[AUTO_CHOICE] + [(p, p) for p in presets], value=view.chat.preset_name or ""),
                 view.chat.template_id or "",
@@ -155,7 +189,7 @@ def build(ctx: AppContext) -> dict:
                 settings.get("author_note_depth", 4),
             )
 
-        view_outputs = [chatbot, notice, title, preset, template, author_note, note_depth]
+        view_outputs = [chatbot, notice, chat_info, title, preset, template, author_note, note_depth]
 
         def open_chat(current: str, character_value: str):
             return (current, gr.update(choices=chat_choices(character_value), value=current or None), *redraw(current))
@@ -245,11 +279,11 @@ def build(ctx: AppContext) -> dict:
         def last_prompt(current: str):
             report = chats.last_prompts.get(current) if current else None
             if report is None:
-                return "No request yet in this chat.", ""
+                return "No request yet in this chat.", "", ""
             rows = "\n".join(f"| {name} | {tokens} |" for name, tokens in report.part_tokens.items())
             trimmed = f" · {report.trimmed_messages} oldest messages left out" if report.trimmed_messages else ""
             header = f"**{report.total_tokens} tokens** · format: {report.template}{trimmed}\n\n| part | tokens |\n|---|---|\n"
-            return header + rows, report.text
+            return header + rows, report.text, context_bar_html(report)
 
         stream_inputs = [message, chat_id, character, max_tokens]
         stream_outputs = [message, chatbot, stats, crash_box, reload_btn, chat_id]
@@ -263,7 +297,7 @@ def build(ctx: AppContext) -> dict:
             trigger(guarded(action), stream_inputs, stream_outputs, concurrency_id="engine").then(
                 lambda current, character_value: gr.update(choices=chat_choices(character_value), value=current),
                 [chat_id, character], chat_list,
-            ).then(last_prompt, chat_id, [prompt_parts, prompt_text])
+            ).then(last_prompt, chat_id, [prompt_parts, prompt_text, context_bar])
 
         def swipe(step: int):
             def handler(text: str, current: str, character_value: str, limit: float):
