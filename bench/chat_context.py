@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from storyteller.core import chats as chat_module  # noqa: E402
-from storyteller.core.chats import ReplyFinished, ReplyOptions  # noqa: E402
+from storyteller.core.chats import ReplyOptions  # noqa: E402
 from storyteller.core.context import AppContext  # noqa: E402
+from storyteller.core.replies import ReplyFinished  # noqa: E402
 from storyteller.engine import LoadSettings  # noqa: E402
 
 WORDS = (
@@ -70,7 +70,6 @@ def run_chat(model: str, n_ctx: int, turns: int, reply_tokens: int) -> list[dict
 
 
 def summarize(name: str, model: str) -> dict:
-    chat_module.SAVE_EVERY_SECONDS = 2.0
     fitting = run_chat(model, n_ctx=8192, turns=40, reply_tokens=48)
     normal = [r for r in fitting[1:] if r.get("new")]
     ratios = [r["evaluated"] / r["new"] for r in normal]

@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from storyteller.core.chats import ChatError, ReplyFinished, ReplyStarted, ReplyText
+from storyteller.core.chats import ChatError
 from storyteller.core.context import AppContext
+from storyteller.core.replies import ReplyFinished, ReplyStarted, ReplyText
 from storyteller.engine import LoadSettings, LocalEngine
 from storyteller.storage.characters import CharacterRepository
 from tests.app_runner import ROOT
@@ -155,13 +156,13 @@ STREAM_FOREVER = """
 import sys
 from storyteller.core.context import AppContext
 from storyteller.engine import LoadSettings
-from storyteller.core import chats
+from storyteller.core import chats, replies
 ctx = AppContext.open(sys.argv[2])
 ctx.engine.load(LoadSettings(model_path=sys.argv[1]))
 chat = ctx.chats.new_chat()
 chats.DEFAULT_REPLY_TOKENS = 1_000_000
 for event in ctx.chats.send(chat.id, "tell me everything"):
-    if isinstance(event, chats.ReplyStarted):
+    if isinstance(event, replies.ReplyStarted):
         print(chat.id, flush=True)
 """
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from storyteller.core.chats import ChatError, ReplyFinished
+from storyteller.core.chats import ChatError
 from storyteller.core.context import AppContext
 from storyteller.core.experts import (
     ExpertsError,
@@ -19,6 +19,7 @@ from storyteller.core.experts import (
     set_capture,
 )
 from storyteller.core.models import load_model
+from storyteller.core.replies import ReplyFinished
 from storyteller.engine import LoadSettings, LocalEngine
 from tests.test_cli import storyteller
 

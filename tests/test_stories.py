@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from storyteller.core import stories as stories_module
-from storyteller.core.chats import ReplyFinished, ReplyStarted, ReplyText
+from storyteller.core import replies as replies_module
 from storyteller.core.context import AppContext
-from storyteller.core.stories import DocumentPiece, StoryError, StoryService, note_offset, story_segments
+from storyteller.core.replies import ReplyFinished, ReplyStarted, ReplyText
+from storyteller.core.stories import (
+    DocumentPiece,
+    StoryError,
+    StoryService,
+    note_offset,
+    story_segments,
+)
 from storyteller.core.world_info import LorebookLibrary
 from storyteller.engine import Segment
 from tests.test_chats import ctx, finish  # noqa: F401  (ctx: the module's data folder with the tiny model loaded)
@@ -138,7 +144,7 @@ def test_memory_lore_and_the_authors_note_are_placed_in_the_prompt(stories, ctx)
 
 
 def test_a_streaming_continuation_is_saved_while_it_streams_and_when_it_stops(stories, ctx, monkeypatch):
-    monkeypatch.setattr(stories_module, "SAVE_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(replies_module, "SAVE_EVERY_SECONDS", 0.0)
     story = stories.new_story()
     stories.update_settings(story.id, max_tokens=200)
     events = stories.continue_story(story.id, "The storm began")

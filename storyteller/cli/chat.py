@@ -8,8 +8,9 @@ import sys
 
 from storyteller.cli.common import UserError, add_data_dir_option, print_progress
 from storyteller.core.characters import CharacterLibrary, CharacterNotFound
-from storyteller.core.chats import ChatError, ReplyFinished, ReplyOptions
+from storyteller.core.chats import ChatError, ReplyOptions
 from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.core.replies import ReplyFinished
 from storyteller.engine import LoadSettings
 
 

@@ -9,7 +9,6 @@ its own copy back.
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,6 +28,12 @@ from storyteller.core.prompt import (
     PromptRequest,
     assemble,
 )
+from storyteller.core.replies import (
+    ChatEvent,
+    ReplyFinished,
+    ReplyStarted,
+    SavedStream,
+)
 from storyteller.core.templates import (
     EmbeddedTemplate,
     InstructTemplate,
@@ -42,16 +47,12 @@ from storyteller.engine import (
     Done,
     EngineError,
     GenerateRequest,
-    GenerationStats,
     ModelInfo,
-    PromptProgress,
     SamplerSettings,
     Segment,
-    TextChunk,
 )
 from storyteller.storage.chats import ChatRepository, ChatRow, ChatSummary, MessageRow
 
-SAVE_EVERY_SECONDS = 2.0
 DEFAULT_REPLY_TOKENS = 300
 DEFAULT_AUTHOR_NOTE_DEPTH = 4
 MAX_MESSAGE_CHARS = 200_000
@@ -74,31 +75,6 @@ class ReplyOptions:
 NO_OPTIONS = ReplyOptions()
 
 
-@dataclass
-class ReplyStarted:
-    message_id: int | None  # None for impersonation, which is not saved
-
-
-@dataclass
-class ReplyText:
-    text: str  # the reply so far
-
-
-@dataclass
-class ReplyProgress:
-    done: int
-    total: int
-
-
-@dataclass
-class ReplyFinished:
-    text: str
-    message_id: int | None
-    stats: GenerationStats
-    trimmed_tokens: int  # history tokens that left the prompt in this turn
-
-
-ChatEvent = ReplyStarted | ReplyText | ReplyProgress | ReplyFinished
 
 
 @dataclass
@@ -323,23 +299,15 @@ class ChatService:
             message_id = self.repo.add_message(chat_id, parent_id, "assistant", "", status="streaming").id
         yield ReplyStarted(message_id)
 
-        text, last_save, done = "", time.monotonic(), None
+        save = (lambda text: self.repo.update_message(message_id, content=text)) if message_id is not None else None
+        stream = SavedStream(self.ctx.engine.generate(request), save, prefix)
         try:
-            for event in self.ctx.engine.generate(request):
-                if isinstance(event, TextChunk):
-                    text += event.text
-                    yield ReplyText(prefix + text)
-                    if message_id is not None and time.monotonic() - last_save >= SAVE_EVERY_SECONDS:
-                        self.repo.update_message(message_id, content=prefix + text)
-                        last_save = time.monotonic()
-                elif isinstance(event, PromptProgress):
-                    yield ReplyProgress(event.done, event.total)
-                elif isinstance(event, Done):
-                    done = event
+            yield from stream
         finally:
             # Also on an error or when the caller stops listening: what was generated stays.
+            done = stream.done
             if message_id is not None:
-                final = prefix + (done.text if done else text)
+                final = prefix + done.text if done else stream.text
                 fields = {"content": final, "status": "final"}
                 if done is not None:
                     fields["token_ids"] = _reply_ids(continuing, done)

@@ -26,27 +26,23 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from storyteller.core.chats import (
-    SAVE_EVERY_SECONDS,
-    ChatEvent,
-    ReplyFinished,
-    ReplyProgress,
-    ReplyStarted,
-    ReplyText,
-)
 from storyteller.core.context import AppContext
 from storyteller.core.lorebook import activate
 from storyteller.core.presets import PresetLibrary, sampling_for
 from storyteller.core.prompt import TRIM_SLACK
+from storyteller.core.replies import ChatEvent, ReplyFinished, ReplyStarted, SavedStream
 from storyteller.core.token_count import estimate_tokens
 from storyteller.core.world_info import LorebookLibrary
-from storyteller.engine import Done, GenerateRequest, PromptProgress, SamplerSettings, Segment, TextChunk
+from storyteller.engine import (
+    GenerateRequest,
+    SamplerSettings,
+    Segment,
+)
 from storyteller.storage.chats import ChatRepository, ChatRow, ChatSummary, MessageRow
 
 DEFAULT_NOTE_LINES = 3
@@ -315,28 +311,19 @@ class StoryService:
 
     def _stream(self, request: GenerateRequest, message: MessageRow, sampler: SamplerSettings):
         """Streams into `message`, saving it every SAVE_EVERY_SECONDS and whenever the stream ends."""
-        text, last_save, done = "", time.monotonic(), None
+        stream = SavedStream(self.ctx.engine.generate(request), lambda text: self.repo.update_message(message.id, content=text))
         try:
-            for event in self.ctx.engine.generate(request):
-                if isinstance(event, TextChunk):
-                    text += event.text
-                    yield ReplyText(text)
-                    if time.monotonic() - last_save >= SAVE_EVERY_SECONDS:
-                        self.repo.update_message(message.id, content=text)
-                        last_save = time.monotonic()
-                elif isinstance(event, PromptProgress):
-                    yield ReplyProgress(event.done, event.total)
-                elif isinstance(event, Done):
-                    done = event
+            yield from stream
         finally:
             # Also on an error or when the caller stops listening: what was generated stays.
-            fields: dict[str, Any] = {"content": done.text if done else text, "status": "final"}
+            done = stream.done
+            fields: dict[str, Any] = {"content": done.text if done else stream.text, "status": "final"}
             if done is not None:
                 # The ids are resent next time (KV reuse) only when they spell the text exactly.
                 fields["token_ids"] = done.token_ids if done.ids_exact else None
                 fields["meta"] = {"stats": done.stats.as_dict(), "seed": sampler.seed}
             self.repo.update_message(message.id, **fields)
-        return done
+        return stream.done
 
     def _prompt(
         self, story: ChatRow, path: list[MessageRow], settings: StorySettings, n_ctx: int, max_tokens: int

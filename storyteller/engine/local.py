@@ -14,7 +14,6 @@ from storyteller.engine.interface import (
     EngineError,
     GenerateRequest,
     GenerationEvent,
-    LoadProgress,
     LoadSettings,
     ModelInfo,
     Segment,

@@ -16,18 +16,20 @@ from storyteller.core.characters import CharacterLibrary
 from storyteller.core.chats import (
     DEFAULT_REPLY_TOKENS,
     ChatError,
-    ChatEvent,
     ChatView,
     PromptReport,
-    ReplyFinished,
     ReplyOptions,
-    ReplyProgress,
-    ReplyStarted,
-    ReplyText,
 )
 from storyteller.core.context import AppContext
 from storyteller.core.models import last_load_settings
 from storyteller.core.presets import PresetLibrary
+from storyteller.core.replies import (
+    ChatEvent,
+    ReplyFinished,
+    ReplyProgress,
+    ReplyStarted,
+    ReplyText,
+)
 from storyteller.core.templates import TEMPLATE_IDS
 from storyteller.engine import EngineError, GenerationStats, WorkerCrashed
 from storyteller.ui.model_tab import load_with_progress

@@ -13,10 +13,22 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from storyteller.core.chats import ChatError, ChatEvent, ReplyFinished, ReplyProgress, ReplyStarted, ReplyText
+from storyteller.core.chats import ChatError
 from storyteller.core.context import AppContext
 from storyteller.core.presets import PresetLibrary
-from storyteller.core.stories import MAX_NOTE_LINES, MAX_STORY_TOKENS, StoryError, StoryService
+from storyteller.core.replies import (
+    ChatEvent,
+    ReplyFinished,
+    ReplyProgress,
+    ReplyStarted,
+    ReplyText,
+)
+from storyteller.core.stories import (
+    MAX_NOTE_LINES,
+    MAX_STORY_TOKENS,
+    StoryError,
+    StoryService,
+)
 from storyteller.core.world_info import LorebookLibrary
 from storyteller.engine import EngineError
 from storyteller.ui.chat_tab import REDRAW_SECONDS, stats_line
