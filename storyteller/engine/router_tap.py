@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import struct
+import sys
 from array import array
 from collections.abc import Callable
 
@@ -43,6 +44,10 @@ class GGMLTensorHead(ctypes.Structure):
         ("data", ctypes.c_void_p),
         ("name", ctypes.c_char * GGML_MAX_NAME),
     ]
+
+
+class UnexpectedGraph(Exception):
+    """The model's graph did not look the way router capture reads it."""
 
 
 class RouterTapState(ctypes.Structure):
@@ -115,17 +120,22 @@ class RouterTap:
             self.state.used = 0
 
     def capture(self, context_tokens: list[int], first_pos: int, n_prompt: int,
-                piece: Callable[[int], str]) -> RouterCapture:
+                piece: Callable[[int], str]) -> RouterCapture | None:
         """The choices for positions first_pos… of the context, as far as every layer has them.
 
         A position evaluated twice (a rewind) keeps its last evaluation; positions past the end of
-        context_tokens (rewound, or cut off by a stop) are left out.
+        context_tokens (rewound, or cut off by a stop) are left out. None when the graph was not as
+        expected: the reply matters more than its record, so the reason only goes to the log.
         """
-        if self.state.overflow:
-            raise EngineError("router capture ran out of buffer space (a bug: please report it)")
-        if self.state.unknown_graph:
-            raise EngineError("router capture does not know how this model's graph picks its experts")
-        streams = self._streams()
+        try:
+            if self.state.overflow:
+                raise UnexpectedGraph("ran out of buffer space")
+            if self.state.unknown_graph:
+                raise UnexpectedGraph("the experts' weights were not gathered by an argsort")
+            streams = self._streams()
+        except UnexpectedGraph as exc:
+            print(f"router capture: {exc}; this request has no routing record", file=sys.stderr, flush=True)
+            return None
         layers = sorted({layer for _kind, layer in streams})
         stream_positions = [pos for start, n in self._decodes for pos in range(start, start + n)]
         last_index = {pos: index for index, pos in enumerate(stream_positions)}
@@ -171,7 +181,7 @@ class RouterTap:
             offset += RECORD_HEADER.size
             size = n_tokens * width * 4
             if width != self.experts_used:
-                raise EngineError(f"the model's graph uses {width} experts per token, not {self.experts_used}")
+                raise UnexpectedGraph(f"the model's graph uses {width} experts per token, not {self.experts_used}")
             stream = streams.setdefault((kind, layer), array("i" if kind == KIND_EXPERTS else "f"))
             stream.frombytes(data[offset : offset + size])
             offset += size
