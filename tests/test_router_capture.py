@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from storyteller.core.router import RoutingTrace
-from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
+from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, PromptProgress, SamplerSettings, Segment
 from tests.gguf_factory import TinyModelSpec, _tensors, write_tiny_moe
 
 GREEDY = SamplerSettings(temperature=0.0, ignore_eos=True)
@@ -129,3 +129,24 @@ def test_a_three_expert_model(model_dir, tmp_path):
 def test_a_dense_model_has_no_routing(gemma_engine):
     done = run(gemma_engine, [Segment("Once upon a time")], capture=True, max_tokens=2)
     assert done.routing is None
+
+
+def test_stop_during_the_prompt_keeps_the_routing_of_what_was_evaluated(slow_model, tmp_path):
+    engine = LocalEngine(log_dir=tmp_path)
+    try:
+        engine.load(LoadSettings(model_path=str(slow_model), n_ctx=4096, n_batch=64, n_threads=1))
+        request = GenerateRequest([Segment("the knight walked to the castle . " * 100)], GREEDY, 4, capture_router=True)
+        done = None
+        for event in engine.generate(request):
+            if isinstance(event, PromptProgress):
+                engine.stop()
+            elif isinstance(event, Done):
+                done = event
+        assert done.stats.stop_reason == "user"
+        capture = done.routing
+        assert 0 < len(capture.positions) < len(done.prompt_token_ids)
+        assert capture.positions == list(range(len(capture.positions)))  # from the start, without gaps
+        assert capture.prompt_tokens == len(capture.positions)
+        assert_valid_routing(capture, n_experts=4, k=2)
+    finally:
+        engine.unload()
