@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.app_runner import SCREENSHOTS, running_app
+from tests.test_browser import send, set_max_tokens
 
 
 def open_tab(page, name: str) -> None:
@@ -20,11 +21,8 @@ def test_a_reply_shows_its_routing_and_the_expert_counts_compare(tiny_model, bro
         page.wait_for_function("() => document.querySelector('#experts-capture-status').innerText.includes('Recording is on')")
 
         open_tab(page, "Chat")
-        box = page.locator("#max-tokens input[type='number']")
-        box.fill("24")
-        box.press("Enter")
-        page.locator("#chat-input textarea").fill("Tell me about the dragon.")
-        page.locator("#send").click()
+        set_max_tokens(page, 24)
+        send(page, "Tell me about the dragon.")
         page.wait_for_function(
             "() => document.querySelector('#chat-stats').innerText.includes('ended by')", timeout=60_000
         )

@@ -196,14 +196,14 @@ def build(ctx: AppContext) -> None:
                 return [], gr.update(choices=[], value=None), "No chats yet.", "", ""
             try:
                 replies = chat_routing(ctx, chat_id)
+                if not replies:
+                    note = ("This chat has no recorded routing yet: switch recording on above and write a reply "
+                            "(a dense model records nothing).")
+                    return [], gr.update(choices=[], value=None), note, "", ""
+                chat_head, chat_table = chat_summary(replies)
             except USER_ERRORS as exc:
                 return [], gr.update(choices=[], value=None), f"**{exc}**", "", ""
-            if not replies:
-                note = ("This chat has no recorded routing yet: switch recording on above and write a reply "
-                        "(a dense model records nothing).")
-                return [], gr.update(choices=[], value=None), note, "", ""
             choices = [(f"Reply {i + 1}: {_snippet(r.text)}", r.message_id) for i, r in enumerate(replies)]
-            chat_head, chat_table = chat_summary(replies)
             return replies, gr.update(choices=choices, value=replies[-1].message_id), "", chat_head, chat_table
 
         def chat_summary(replies: list[ReplyRouting]) -> tuple[str, str]:
@@ -248,7 +248,8 @@ def build(ctx: AppContext) -> None:
                 return gr.update(visible=False), f"**{exc}**"
             path = Path(tempfile.mkdtemp(prefix="storyteller-routing-")) / f"routing-{chat_id}.jsonl"
             path.write_text(text, encoding="utf-8")
-            return gr.update(value=str(path), visible=True), f"Exported {text.count(chr(10))} records (one per token and layer)."
+            records = text.count("\n")
+            return gr.update(value=str(path), visible=True), f"Exported {records} records (one per token and layer)."
 
         def on_compare(chat_id):
             if not chat_id:
