@@ -41,7 +41,7 @@ from storyteller.engine import EngineError
 
 CAPTURE_INFO = (
     "Off by default. Switching it on or off recreates the model's context, so the next reply reads its "
-    "whole prompt again once; while on, generation is about 1-5% slower."
+    "whole prompt again once; while on, generation is a few percent slower."
 )
 USER_ERRORS = (ExpertsError, ChatError, EngineError, RoutingDataError)
 HEAT_RGB = "37, 99, 235"
