@@ -11,6 +11,8 @@ from storyteller.core.presets import PresetLibrary
 from tests.app_runner import SCREENSHOTS, running_app
 
 pytestmark = pytest.mark.browser
+# Generous: the app answers in well under a second, but test machines can be very busy.
+WAIT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def page(browser, server):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(server.url)
     page.get_by_role("tab", name="Presets").click()
-    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('·')", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('·')", timeout=WAIT_MS)
     yield page
     page.close()
 
@@ -46,9 +48,9 @@ def test_dropping_a_sillytavern_preset_fills_the_sliders_and_lists_what_was_left
         "samplers": ["dry", "min_p", "xtc", "temperature"],
     }))
     page.locator("#preset-import input[type='file']").set_input_files(str(tavern))
-    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Imported')", timeout=20_000)
+    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Imported')", timeout=WAIT_MS)
     page.wait_for_function(
-        "() => document.querySelector('#preset-temperature input[type=\"number\"]').value === '1.25'", timeout=10_000
+        "() => document.querySelector('#preset-temperature input[type=\"number\"]').value === '1.25'", timeout=WAIT_MS
     )
     assert number(page, "min_p") == 0.08
     for group in ("Repetition penalties", "XTC (exclude top choices)"):
@@ -70,11 +72,11 @@ def test_editing_marks_the_preset_modified_until_saved(page, server):
     box = page.locator("#preset-temperature input[type='number']")
     box.fill("0.65")
     box.press("Enter")
-    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     page.screenshot(path=str(SCREENSHOTS / "presets-modified.png"), full_page=True)
     page.locator("#preset-save").click()
-    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Saved')", timeout=10_000)
-    page.wait_for_function("() => !document.querySelector('#preset-status').innerText.includes('modified')", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Saved')", timeout=WAIT_MS)
+    page.wait_for_function("() => !document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     assert _stored(server, "Tavern Night").sampler.temperature == 0.65
 
 
@@ -83,25 +85,26 @@ def test_bundled_presets_save_as_a_copy_export_and_become_the_default(page, serv
     assert "bundled" in status(page)
     _open(page, "DRY (don't repeat yourself)")
     page.wait_for_function(  # the group's widgets show the preset before they are edited
-        "() => document.querySelector('#preset-dry_multiplier input[type=\"number\"]')?.value === '0.8'"
+        "() => document.querySelector('#preset-dry_multiplier input[type=\"number\"]')?.value === '0.8'",
+        timeout=WAIT_MS,
     )
     page.locator("#preset-dry_multiplier input[type='number']").fill("1.2")
     page.locator("#preset-dry_multiplier input[type='number']").press("Enter")
-    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')")
+    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     page.locator("#preset-save").click()
-    page.wait_for_selector("text=is a bundled preset", timeout=10_000)
+    page.wait_for_selector("text=is a bundled preset", timeout=WAIT_MS)
     page.locator("#preset-new-name textarea, #preset-new-name input").first.fill("My roleplay")
     page.locator("#preset-save-as").click()
-    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Saved as')", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Saved as')", timeout=WAIT_MS)
     assert _stored(server, "My roleplay").sampler.dry_multiplier == 1.2
 
     page.locator("#preset-default").click()
-    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('default')", timeout=10_000)
+    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('default')", timeout=WAIT_MS)
     assert _library_call(server, lambda library: library.default_name()) == "My roleplay"
 
     with page.expect_download() as download_info:
         page.locator("#preset-export").click()
-        page.locator("#preset-exported a").first.click(timeout=10_000)
+        page.locator("#preset-exported a").first.click(timeout=WAIT_MS)
     document = json.loads(download_info.value.path().read_text())
     assert document["name"] == "My roleplay" and document["dry_multiplier"] == 1.2 and document["schema_version"] == 1
     page.screenshot(path=str(SCREENSHOTS / "presets-default.png"), full_page=True)
@@ -111,10 +114,12 @@ def test_a_bad_value_is_a_warning_and_nothing_is_saved(page, server):
     _pick(page, "My roleplay")
     _open(page, "Output, bans and order")
     stop_box = page.locator("#preset-stop textarea, #preset-stop input").first
-    page.wait_for_function("() => document.querySelector('#preset-stop textarea')?.value === '[]'")
+    page.wait_for_function("() => document.querySelector('#preset-stop textarea')?.value === '[]'", timeout=WAIT_MS)
     stop_box.fill('["unclosed')
+    stop_box.press("Tab")  # leaving the box is an edit, as for text pasted in
+    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     page.locator("#preset-save").click()
-    page.wait_for_selector("text=stop: not valid JSON", timeout=10_000)
+    page.wait_for_selector("text=stop: not valid JSON", timeout=WAIT_MS)
     assert _stored(server, "My roleplay").stop == []
 
 
@@ -122,10 +127,10 @@ def test_rename_and_delete(page, server):
     _pick(page, "Tavern Night")
     page.locator("#preset-new-name textarea, #preset-new-name input").first.fill("Tavern Day")
     page.locator("#preset-rename").click()
-    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('Tavern Day')")
+    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('Tavern Day')", timeout=WAIT_MS)
     assert _library_call(server, lambda library: library.find("Tavern Night")) is None
     page.locator("#preset-delete").click()
-    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Deleted')")
+    page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Deleted')", timeout=WAIT_MS)
     assert _library_call(server, lambda library: library.find("Tavern Day")) is None
     assert "My roleplay" in status(page)  # back to the default preset
 
@@ -136,10 +141,12 @@ def _open(page, group: str) -> None:
 
 
 def _pick(page, name: str) -> None:
+    if name in status(page):
+        return  # already shown; picking it again would refill the form while the test types
     page.locator("#preset-picker input").click()
     page.get_by_role("option", name=name).first.click()
     page.wait_for_function(
-        f"() => document.querySelector('#preset-status').innerText.includes({json.dumps(name)})", timeout=10_000
+        f"() => document.querySelector('#preset-status').innerText.includes({json.dumps(name)})", timeout=WAIT_MS
     )
 
 

@@ -263,17 +263,23 @@ def build(ctx: AppContext) -> None:
             write_preset_file(preset, path)
             return gr.update(value=str(path), visible=True)
 
-        picker.input(on_pick, picker, editor_outputs, show_progress="hidden")
+        # One queue for everything that shows or changes a preset, so answers arrive in the order
+        # of the clicks: a "modified" mark computed before a save can never land after it.
+        serial = {"concurrency_id": "presets", "concurrency_limit": 1}
+        picker.input(on_pick, picker, editor_outputs, show_progress="hidden", **serial)
         form = [picker, description, *widgets]
-        # .input fires on the user's edits only, not when a preset is loaded into the form.
-        gr.on([w.input for w in [description, *widgets]], on_edit, form, status,
-              show_progress="hidden", trigger_mode="always_last")
+        # .input fires on the user's edits only, not when a preset is loaded into the form (which
+        # would queue a call per widget). A text box's .input misses text set in one go (pasted,
+        # or filled by a test), so leaving the box counts as an edit too.
+        edits = [w.input for w in [description, *widgets]]
+        edits += [w.blur for w in [description, *widgets] if isinstance(w, gr.Textbox)]
+        gr.on(edits, on_edit, form, status, show_progress="hidden", trigger_mode="always_last", **serial)
         action_inputs = [picker, description, new_name, *widgets]
         for button, action in ((save_btn, save), (save_as_btn, save_as), (rename_btn, rename),
                                (delete_btn, delete), (default_btn, make_default)):
-            button.click(act(action), action_inputs, editor_outputs)
-        importer.upload(on_import, importer, [importer, *editor_outputs])
-        export_btn.click(on_export, form, exported)
+            button.click(act(action), action_inputs, editor_outputs, **serial)
+        importer.upload(on_import, importer, [importer, *editor_outputs], **serial)
+        export_btn.click(on_export, form, exported, **serial)
         # Each page load shows the default preset and the presets as they are now (the CLI or
         # another browser may have changed them).
         gr.on(None, lambda: editor(library.default_name() or library.names()[0]), None, editor_outputs,
