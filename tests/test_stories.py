@@ -211,3 +211,17 @@ def test_bad_settings_and_no_model(stories, tmp_path):
             finish(lonely.continue_story(lonely.new_story().id, "Hello"))
     finally:
         unloaded.close()
+
+
+def test_story_continuations_keep_their_router_capture_when_capture_is_on(ctx):
+    from storyteller.core.experts import set_capture
+    from storyteller.storage.routing import RoutingRepository
+
+    stories = StoryService(ctx)
+    story = stories.new_story()
+    set_capture(ctx, True)
+    try:
+        done = [e for e in stories.continue_story(story.id, "Once upon a time") if isinstance(e, ReplyFinished)][0]
+    finally:
+        set_capture(ctx, False)
+    assert RoutingRepository(ctx.db).captures([done.message_id])[done.message_id]

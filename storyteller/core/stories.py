@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from storyteller.core.context import AppContext
+from storyteller.core.experts import capture_enabled, keep_capture
 from storyteller.core.lorebook import activate
 from storyteller.core.presets import PresetLibrary, sampling_for
 from storyteller.core.prompt import TRIM_SLACK
@@ -301,7 +302,9 @@ class StoryService:
         if fresh_seed or sampler.seed is None:
             sampler = sampler.model_copy(update={"seed": random.randrange(0xFFFFFFFE)})
         segments, trimmed_tokens = self._prompt(story, path, settings, info.n_ctx, sampling.max_tokens)
-        request = GenerateRequest(segments, sampler, sampling.max_tokens, sampling.stop)
+        request = GenerateRequest(
+            segments, sampler, sampling.max_tokens, sampling.stop, capture_router=capture_enabled(self.ctx)
+        )
         self.last_prompts[story.id] = "".join(s.text for s in segments)
 
         message = self.repo.add_message(story.id, parent_id, "assistant", "", status="streaming")
@@ -323,6 +326,8 @@ class StoryService:
                 fields["token_ids"] = done.token_ids if done.ids_exact else None
                 fields["meta"] = {"stats": done.stats.as_dict(), "seed": sampler.seed}
             self.repo.update_message(message.id, **fields)
+            if done is not None and done.routing is not None:
+                keep_capture(self.ctx, message.id, done.routing)
         return stream.done
 
     def _prompt(
