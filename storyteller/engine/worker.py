@@ -424,8 +424,9 @@ class LoadedModel:
             if tail:
                 yield TextChunk(tail)
         kept = [t for t, end in zip(sampled, token_ends) if end <= len(matcher.text)]
-        # The ids say exactly the text unless a stop string began inside a token.
-        ids_exact = (token_ends[len(kept) - 1] if kept else 0) == len(matcher.text)
+        # The ids are the reply unless a stop string began inside a token. (A reply that ends inside a
+        # UTF-8 character shows U+FFFD at its end, yet its ids are still exactly what was generated.)
+        ids_exact = not matcher.stopped or (token_ends[len(kept) - 1] if kept else 0) == len(matcher.text)
         stats = GenerationStats(
             prompt_tokens=len(prompt),
             reused_tokens=reused,
