@@ -69,6 +69,9 @@ def test_dropping_a_sillytavern_preset_fills_the_sliders_and_lists_what_was_left
 
 def test_editing_marks_the_preset_modified_until_saved(page, server):
     _pick(page, "Tavern Night")
+    page.wait_for_function(  # the picked preset's values have arrived: an edit now is not overwritten
+        "() => document.querySelector('#preset-temperature input[type=\"number\"]').value === '1.25'", timeout=WAIT_MS
+    )
     box = page.locator("#preset-temperature input[type='number']")
     box.fill("0.65")
     box.press("Enter")
