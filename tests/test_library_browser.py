@@ -45,7 +45,8 @@ def page(browser, app):
 
 def pick(page, dropdown_id: str, option: str) -> None:
     page.locator(f"#{dropdown_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
+    # Another dropdown's closed list may hold the same name: take the one that is showing.
+    page.get_by_role("option", name=option, exact=True).filter(visible=True).first.click()
 
 
 def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
