@@ -72,9 +72,7 @@ def test_editing_marks_the_preset_modified_until_saved(page, server):
     page.wait_for_function(  # the picked preset's values have arrived: an edit now is not overwritten
         "() => document.querySelector('#preset-temperature input[type=\"number\"]').value === '1.25'", timeout=WAIT_MS
     )
-    box = page.locator("#preset-temperature input[type='number']")
-    box.fill("0.65")
-    box.press("Enter")
+    _type_number(page, "temperature", "0.65")
     page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     page.screenshot(path=str(SCREENSHOTS / "presets-modified.png"), full_page=True)
     page.locator("#preset-save").click()
@@ -91,12 +89,11 @@ def test_bundled_presets_save_as_a_copy_export_and_become_the_default(page, serv
         "() => document.querySelector('#preset-dry_multiplier input[type=\"number\"]')?.value === '0.8'",
         timeout=WAIT_MS,
     )
-    page.locator("#preset-dry_multiplier input[type='number']").fill("1.2")
-    page.locator("#preset-dry_multiplier input[type='number']").press("Enter")
+    _type_number(page, "dry_multiplier", "1.2")
     page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     page.locator("#preset-save").click()
     page.wait_for_selector("text=is a bundled preset", timeout=WAIT_MS)
-    page.locator("#preset-new-name textarea, #preset-new-name input").first.fill("My roleplay")
+    _type_new_name(page, "My roleplay")
     page.locator("#preset-save-as").click()
     page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Saved as')", timeout=WAIT_MS)
     assert _stored(server, "My roleplay").sampler.dry_multiplier == 1.2
@@ -118,8 +115,8 @@ def test_a_bad_value_is_a_warning_and_nothing_is_saved(page, server):
     _open(page, "Output, bans and order")
     stop_box = page.locator("#preset-stop textarea, #preset-stop input").first
     page.wait_for_function("() => document.querySelector('#preset-stop textarea')?.value === '[]'", timeout=WAIT_MS)
-    stop_box.fill('["unclosed')
-    stop_box.press("Tab")  # leaving the box is an edit, as for text pasted in
+    stop_box.select_text()
+    stop_box.press_sequentially('["unclosed')
     page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('modified')", timeout=WAIT_MS)
     page.locator("#preset-save").click()
     page.wait_for_selector("text=stop: not valid JSON", timeout=WAIT_MS)
@@ -128,7 +125,7 @@ def test_a_bad_value_is_a_warning_and_nothing_is_saved(page, server):
 
 def test_rename_and_delete(page, server):
     _pick(page, "Tavern Night")
-    page.locator("#preset-new-name textarea, #preset-new-name input").first.fill("Tavern Day")
+    _type_new_name(page, "Tavern Day")
     page.locator("#preset-rename").click()
     page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('Tavern Day')", timeout=WAIT_MS)
     assert _library_call(server, lambda library: library.find("Tavern Night")) is None
@@ -136,6 +133,24 @@ def test_rename_and_delete(page, server):
     page.wait_for_function("() => document.querySelector('#preset-notices').innerText.includes('Deleted')", timeout=WAIT_MS)
     assert _library_call(server, lambda library: library.find("Tavern Day")) is None
     assert "My roleplay" in status(page)  # back to the default preset
+
+
+def _type_new_name(page, name: str) -> None:
+    # Typed key by key, as a person does, so the box's value is the app's before the next click.
+    page.locator("#preset-new-name textarea, #preset-new-name input").first.press_sequentially(name)
+
+
+def _type_new_name(page, name: str) -> None:
+    # Typed key by key, as a person does, so the box's value is the app's before the next click.
+    page.locator("#preset-new-name textarea, #preset-new-name input").first.press_sequentially(name)
+
+
+def _type_number(page, key: str, text: str) -> None:
+    """Types over a slider's number box key by key (a value filled in at once can reach the app late)."""
+    box = page.locator(f"#preset-{key} input[type='number']")
+    box.select_text()
+    box.press_sequentially(text)
+    box.press("Enter")
 
 
 def _open(page, group: str) -> None:

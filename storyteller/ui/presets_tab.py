@@ -182,14 +182,17 @@ def build(ctx: AppContext) -> None:
                     for field in fields:
                         widgets.append(_component(field))
 
-        def editor(name: str, modified: bool = False, note: str = "") -> list:
-            """Everything the form shows for a preset, in the order of editor_outputs."""
+        def editor(name: str, note: str = "", name_used: bool = False) -> list:
+            """Everything the form shows for a preset, in the order of editor_outputs.
+
+            `name_used`: the action took the new-name box's text, so the box is emptied.
+            """
             preset = library.get(name)
             return [
                 gr.update(choices=preset_choices(library), value=name),
-                status_line(library, name, modified),
+                status_line(library, name, False),
                 preset.description,
-                "",  # the new-name box is used up
+                "" if name_used else gr.update(),
                 note,
                 *inputs_from_preset(preset),
             ]
@@ -226,11 +229,11 @@ def build(ctx: AppContext) -> None:
 
         def save_as(name, text, new, values):
             preset = library.create(preset_from_inputs(new or library.unique_name(name), text, values))
-            return editor(preset.name, note=f"Saved as **{preset.name}**.")
+            return editor(preset.name, note=f"Saved as **{preset.name}**.", name_used=True)
 
         def rename(name, _text, new, _values):
             library.rename(name, new)
-            return editor(library.get(new).name, note=f"Renamed **{name}** to **{new}**.")
+            return editor(library.get(new).name, note=f"Renamed **{name}** to **{new}**.", name_used=True)
 
         def delete(name, _text, _new, _values):
             library.delete(name)
@@ -266,7 +269,8 @@ def build(ctx: AppContext) -> None:
         # One queue for everything that shows or changes a preset, so answers arrive in the order
         # of the clicks: a "modified" mark computed before a save can never land after it.
         serial = {"concurrency_id": "presets", "concurrency_limit": 1}
-        picker.input(on_pick, picker, editor_outputs, show_progress="hidden", **serial)
+        # .select: only a choice the user makes (the dropdown's input event also fires on blur).
+        picker.select(on_pick, picker, editor_outputs, show_progress="hidden", **serial)
         form = [picker, description, *widgets]
         # .input fires on the user's edits only, not when a preset is loaded into the form (which
         # would queue a call per widget). A text box's .input misses text set in one go (pasted,
