@@ -93,8 +93,10 @@ def test_generated_ids_resent_are_reused_exactly(tiny_engine):
     _, done = run(tiny_engine, prompt, sampler=GREEDY, max_tokens=12)
     follow_up = done.prompt_token_ids + done.token_ids
     _, again = run(tiny_engine, follow_up, sampler=GREEDY, max_tokens=2)
-    # Everything but the last sampled token (never fed back) is already in the KV cache.
-    assert again.stats.reused_tokens == len(follow_up) - 1
+    # All of it is in the KV cache, and the logits after the last sampled token are still there:
+    # nothing is evaluated again (a batch of one would give logits that differ in the last bits).
+    assert again.stats.reused_tokens == len(follow_up)
+    assert again.stats.evaluated_tokens == 0
 
 
 def test_stop_string_is_cut_and_never_streamed(tiny_engine):

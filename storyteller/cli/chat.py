@@ -6,7 +6,9 @@ import argparse
 import json
 import sys
 
-from storyteller.cli.common import UserError, add_data_dir_option, print_progress
+from storyteller.cli.common import (
+    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, print_notice, print_progress,
+)
 from storyteller.core.characters import CharacterLibrary, CharacterNotFound
 from storyteller.core.chats import ChatError, ReplyOptions
 from storyteller.core.context import AppContext, resolve_data_dir
@@ -28,6 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--message", metavar="TEXT", help="one message (default: one per line of stdin)")
     parser.add_argument("--preset", metavar="NAME", help="sampling preset for these turns")
     parser.add_argument("--n-ctx", type=int, default=4096, metavar="N")
+    add_no_repack_option(parser)
     parser.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit")
     parser.add_argument("--json", action="store_true", help='one JSON object per line: {"chat_id", "text", "stats"}')
     parser.set_defaults(run=run)
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.chat and args.character:
         parser.error("--chat goes on with a chat; its character is already set")
     try:
-        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx)
+        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx, extra_buffers=extra_buffers(args))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     ctx = AppContext.open(resolve_data_dir(args.data_dir))
@@ -56,12 +59,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         options = ReplyOptions(max_tokens=args.max_tokens, preset=args.preset)
         if args.preset:
             chats.preset(chat, args.preset)  # an unknown preset fails before the model loads
-        ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        print_notice(ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
         messages = [args.message] if args.message is not None else (line.rstrip("\n") for line in sys.stdin)
         for message in messages:
             if not message.strip():
                 continue
             finished = [e for e in chats.send(chat.id, message, options) if isinstance(e, ReplyFinished)][0]
+            print_notice(finished.notice)
             if args.json:
                 stats = {**finished.stats.as_dict(), "trimmed_tokens": finished.trimmed_tokens,
                          "shifted_tokens": finished.stats.shifted_tokens}

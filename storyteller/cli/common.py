@@ -18,6 +18,24 @@ def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_no_repack_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-repack", action="store_true",
+        help="keep llama.cpp's extra CPU buffer types (weight repacking, AMX) off, as llama.cpp's --no-repack "
+        "(default: on, unless they crash on this CPU)",
+    )
+
+
+def extra_buffers(args: argparse.Namespace) -> str:
+    return "off" if args.no_repack else "auto"
+
+
+def print_notice(notice: str | None) -> None:
+    """What the engine did that the user should know, one sentence on standard error."""
+    if notice:
+        print(f"storyteller: {notice}", file=sys.stderr, flush=True)
+
+
 def print_progress(label: str, fraction: float) -> None:
     """A one-line progress readout on standard error (redrawn in place on a terminal)."""
     percent = int(fraction * 100)

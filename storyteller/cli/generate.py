@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from storyteller.cli.common import UserError, add_data_dir_option, print_progress
+from storyteller.cli.common import (
+    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, print_notice, print_progress,
+)
 from storyteller.core.context import AppContext, resolve_data_dir
 from storyteller.core.completion import complete
 from storyteller.core.presets import PresetError, PresetLibrary, sampling_for
@@ -40,6 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, metavar="N", help="sampling seed (default: the preset's, else random)")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: text and stats")
+    add_no_repack_option(parser)
     parser.set_defaults(run=run)
 
 
@@ -47,7 +50,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
     try:
-        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used)
+        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used,
+                                extra_buffers=extra_buffers(args))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     prompts = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
@@ -60,6 +64,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         except PresetError as exc:
             raise UserError(str(exc)) from None
         info = ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        print_notice(info.notice)
         if args.routing and not info.expert_count:
             raise UserError(f"{Path(args.model).name} is not a mixture-of-experts model: it has no routing to record")
         routing = open(args.routing, "w", encoding="utf-8") if args.routing else None
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 continue
             result = complete(ctx.engine, prompt, sampling.sampler, sampling.max_tokens, sampling.stop,
                               capture_router=routing is not None)
+            print_notice(result.notice)
             if routing is not None:
                 routing.writelines(line + "\n" for line in jsonl_records([RoutingTrace(result.routing)]))
             if args.json:

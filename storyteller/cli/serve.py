@@ -6,7 +6,9 @@ import argparse
 import ipaddress
 import sys
 
-from storyteller.cli.common import UserError, add_data_dir_option, print_progress
+from storyteller.cli.common import (
+    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, print_notice, print_progress,
+)
 from storyteller.core.context import AppContext, resolve_data_dir
 from storyteller.core.models import load_model
 from storyteller.engine import EngineError, LoadSettings
@@ -25,6 +27,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     parser.add_argument("--model", metavar="PATH", help="GGUF file to load at start")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this login (needed off loopback)")
+    add_no_repack_option(parser)
 
 
 def is_loopback(host: str) -> bool:
@@ -56,8 +59,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"Storyteller data folder: {ctx.data_dir}", file=sys.stderr)
     if args.model:
         try:
-            settings = LoadSettings(model_path=args.model)
-            load_model(ctx, settings, on_progress=lambda f: print_progress("loading model", f))
+            settings = LoadSettings(model_path=args.model, extra_buffers=extra_buffers(args))
+            print_notice(load_model(ctx, settings, on_progress=lambda f: print_progress("loading model", f)).notice)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
         except EngineError as exc:

@@ -327,7 +327,7 @@ class ChatService:
             # A reply kept as its exact ids is in the cache already; otherwise its text goes in again.
             next_turn=0 if done is None or done.ids_exact else done.stats.generated_tokens,
         )
-        yield ReplyFinished(prefix + done.text, message_id, done.stats, trimmed_tokens)
+        yield ReplyFinished(prefix + done.text, message_id, done.stats, trimmed_tokens, done.notice)
 
     def _request(self, info: ModelInfo, chat_id: str, parent_id: int | None, options: ReplyOptions, role: str = "assistant",
                  continuing: MessageRow | None = None) -> tuple[_Turn, AssembledPrompt, int, GenerateRequest]:

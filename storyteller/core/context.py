@@ -47,7 +47,7 @@ class AppContext:
             data_dir=data_dir,
             db=db,
             settings=SettingsRepository(db),
-            engine=engine or LocalEngine(log_dir=data_dir / "logs"),
+            engine=engine or LocalEngine(log_dir=data_dir / "logs", kernel_verdicts=data_dir / "kernel-checks.json"),
         )
 
     @cached_property

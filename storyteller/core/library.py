@@ -299,7 +299,7 @@ class Library:
 
     def probe_load(self, path: Path) -> list[int]:
         """Loads `path` in a separate worker (the loaded model stays) and generates a few greedy tokens."""
-        engine = LocalEngine(log_dir=self.ctx.data_dir / "logs" / "probe")
+        engine = LocalEngine(log_dir=self.ctx.data_dir / "logs" / "probe", kernel_verdicts=self.ctx.data_dir / "kernel-checks.json")
         try:
             engine.load(LoadSettings(model_path=str(path), n_ctx=256, n_gpu_layers=0))
             done = complete(engine, PROBE_PROMPT, SamplerSettings(temperature=0.0), max_tokens=4, stop=[])

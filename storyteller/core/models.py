@@ -53,4 +53,8 @@ def describe_model(info: ModelInfo | None) -> str:
         parts.append(f"{info.expert_used_count} of {info.expert_count} experts per token")
     parts.append(f"context {info.n_ctx}")
     parts.append(f"{info.gpu_layers} layers on GPU" if info.gpu_layers else "CPU")
-    return " · ".join(parts)
+    extra = [name for name in info.buffer_types if name == "AMX" or "REPACK" in name]
+    if extra:
+        parts.append("repacked weights" if extra == ["CPU_REPACK"] else " + ".join(extra))
+    line = " · ".join(parts)
+    return f"{line}  \n⚠ {info.notice}" if info.notice else line

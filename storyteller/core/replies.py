@@ -36,6 +36,7 @@ class ReplyFinished:
     message_id: int | None
     stats: GenerationStats
     trimmed_tokens: int  # history tokens that left the prompt in this turn
+    notice: str | None = None  # what the engine did that the user should know (it changed its settings)
 
 
 ChatEvent = ReplyStarted | ReplyText | ReplyProgress | ReplyFinished

@@ -310,7 +310,7 @@ class StoryService:
         message = self.repo.add_message(story.id, parent_id, "assistant", "", status="streaming")
         yield ReplyStarted(message.id)
         done = yield from self._stream(request, message, sampler)
-        yield ReplyFinished(done.text, message.id, done.stats, trimmed_tokens)
+        yield ReplyFinished(done.text, message.id, done.stats, trimmed_tokens, done.notice)
 
     def _stream(self, request: GenerateRequest, message: MessageRow, sampler: SamplerSettings):
         """Streams into `message`, saving it every SAVE_EVERY_SECONDS and whenever the stream ends."""

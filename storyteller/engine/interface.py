@@ -47,6 +47,9 @@ class LoadSettings(BaseModel):
     cache_type_v: KvCacheType = "f16"
     use_mmap: bool = True
     use_mlock: bool = False
+    # llama.cpp's extra CPU buffer types (weight repacking, AMX): "off" is llama.cpp's --no-repack.
+    # "auto" keeps them on unless a kernel check or a crash found that they crash on this CPU.
+    extra_buffers: Literal["auto", "on", "off"] = "auto"
     # Experts used per token for MoE models; None keeps the model's own value.
     expert_used_count: int | None = Field(None, ge=1, le=256)
 
@@ -102,6 +105,10 @@ class ModelInfo:
     bos_text: str | None
     eos_text: str | None
     load_seconds: float
+    # Where llama.cpp put the weights: its buffer names ("CPU_Mapped", "CPU_REPACK", "AMX", "CUDA0"…).
+    buffer_types: list[str] = field(default_factory=list)
+    extra_buffers: bool = False  # a repack / AMX buffer holds some weights
+    notice: str | None = None  # something the user should know about this load, in one sentence
 
 
 @dataclass
@@ -176,6 +183,7 @@ class Done:
     stats: GenerationStats
     ids_exact: bool = True  # False when a stop string began inside a token: the ids then end early
     routing: RouterCapture | None = None  # with GenerateRequest.capture_router on a MoE model
+    notice: str | None = None  # something the engine did that the user should know (one sentence)
 
 
 GenerationEvent = PromptProgress | TextChunk | Done

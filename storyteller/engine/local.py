@@ -17,9 +17,11 @@ from storyteller.engine.interface import (
     LoadSettings,
     ModelInfo,
     Segment,
+    TextChunk,
     WorkerCrashed,
 )
-from storyteller.engine.worker import Command, worker_main
+from storyteller.engine.kernel_check import CRASH_SIGNALS, KernelVerdicts, model_tensor_types
+from storyteller.engine.worker import Command, buffer_types_in_log, worker_main
 
 LOG_TAIL_LINES = 8
 POLL_SECONDS = 0.05
@@ -35,7 +37,8 @@ def gpu_offload_supported() -> bool:
 class LocalEngine:
     """Runs one model in a child process; one request at a time (callers queue on a lock)."""
 
-    def __init__(self, log_dir: Path | None = None):
+    def __init__(self, log_dir: Path | None = None, kernel_verdicts: Path | None = None):
+        """`kernel_verdicts`: the file that keeps the kernel checks' results (None: this engine only)."""
         self.log_dir = Path(log_dir or tempfile.gettempdir())
         self._mp = multiprocessing.get_context("spawn")
         self._stop_event = self._mp.Event()
@@ -44,7 +47,10 @@ class LocalEngine:
         self._conn = None
         self._lifeline = None
         self._info: ModelInfo | None = None
-        self.settings: LoadSettings | None = None
+        self.settings: LoadSettings | None = None  # as the caller gave them ("auto" stays "auto")
+        self._worker_settings: LoadSettings | None = None  # as the worker got them
+        self.verdicts = KernelVerdicts(kernel_verdicts, self.log_dir)
+        self._kernels_off: set[str] = set()  # model files whose extra buffer kernels crashed here
         self.crash: WorkerCrashed | None = None  # why the last worker died, until a model loads again
 
     @property
@@ -64,60 +70,127 @@ class LocalEngine:
         return self.log_dir / "engine-worker.log"
 
     def load(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
-        """Starts a worker for `settings` (ending any previous one) and waits until the model is loaded."""
+        """Starts a worker for `settings` (ending any previous one) and waits until the model is loaded.
+
+        Extra buffer types "auto" are on unless the kernel check found that they crash here; a worker
+        that dies by a kernel crash while they are on is started again with them off.
+        """
         with self._lock:
-            self._end_worker()
-            self.crash = None
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            parent_conn, child_conn = self._mp.Pipe()
-            lifeline_read, lifeline_write = self._mp.Pipe(duplex=False)
-            self._stop_event.clear()
-            process = self._mp.Process(
-                target=worker_main,
-                args=(child_conn, lifeline_read, self._stop_event, str(self.log_path), settings),
-                name="storyteller-engine",
-                daemon=True,
-            )
-            process.start()
-            child_conn.close()
-            lifeline_read.close()
-            self._process, self._conn, self._lifeline = process, parent_conn, lifeline_write
+            extra, notice = self._resolve_extra_buffers(settings)
             try:
-                while True:
-                    kind, *rest = self._receive()
-                    if kind == "progress":
-                        if on_progress:
-                            on_progress(rest[0].fraction)
-                    elif kind == "loaded":
-                        self._info, self.settings = rest[0], settings
-                        return self._info
-                    elif kind == "error":
-                        self._end_worker()
-                        raise EngineError(rest[0])
-            except BaseException:
-                self._end_worker()
-                raise
+                info = self._start(settings, extra, on_progress)
+            except WorkerCrashed as crash:
+                if extra != "on" or not is_kernel_crash(crash):
+                    raise
+                notice = self._kernels_crashed(settings)
+                info = self._start(settings, "off", on_progress)
+            info.notice = notice
+            return info
 
     def generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:
+        """Streams one request; replays it once with extra buffer types off if their kernels crash in it."""
         with self._lock:
-            self._require_worker()
-            self._stop_event.clear()
-            self._conn.send(Command("generate", request))
-            finished = False
+            streamed = False
             try:
-                while True:
-                    kind, *rest = self._receive()
-                    if kind == "error":
-                        finished = True
-                        raise EngineError(rest[0])
-                    event = rest[0]
-                    finished = isinstance(event, Done)
+                for event in self._generate(request):
+                    streamed = streamed or isinstance(event, TextChunk)
                     yield event
-                    if finished:
-                        return
-            finally:
-                if not finished and self._process is not None:
-                    self._abandon_request()
+                return
+            except WorkerCrashed as crash:
+                used_extra = self._worker_settings is not None and self._worker_settings.extra_buffers == "on"
+                if not (used_extra and is_kernel_crash(crash)) or self.settings is None:
+                    raise
+                settings = self.settings
+            notice = self._kernels_crashed(settings)
+            self._start(settings, "off", None).notice = notice
+            if streamed:  # text already shown cannot be taken back: say what happened instead
+                raise EngineError(f"{notice} Send the message again.")
+            for event in self._generate(request):
+                if isinstance(event, Done):
+                    event.notice = notice
+                yield event
+
+    def _start(self, settings: LoadSettings, extra_buffers: str, on_progress) -> ModelInfo:
+        self._end_worker()
+        self.crash = None
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        worker_settings = settings.model_copy(update={"extra_buffers": extra_buffers})
+        parent_conn, child_conn = self._mp.Pipe()
+        lifeline_read, lifeline_write = self._mp.Pipe(duplex=False)
+        self._stop_event.clear()
+        process = self._mp.Process(
+            target=worker_main,
+            args=(child_conn, lifeline_read, self._stop_event, str(self.log_path), worker_settings),
+            name="storyteller-engine",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        lifeline_read.close()
+        self._process, self._conn, self._lifeline = process, parent_conn, lifeline_write
+        try:
+            while True:
+                kind, *rest = self._receive()
+                if kind == "progress":
+                    if on_progress:
+                        on_progress(rest[0].fraction)
+                elif kind == "loaded":
+                    self._info, self.settings, self._worker_settings = rest[0], settings, worker_settings
+                    return self._info
+                elif kind == "error":
+                    self._end_worker()
+                    raise EngineError(rest[0])
+        except BaseException:
+            self._end_worker()
+            raise
+
+    def _generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:
+        self._require_worker()
+        self._stop_event.clear()
+        self._conn.send(Command("generate", request))
+        finished = False
+        try:
+            while True:
+                kind, *rest = self._receive()
+                if kind == "error":
+                    finished = True
+                    raise EngineError(rest[0])
+                event = rest[0]
+                finished = isinstance(event, Done)
+                yield event
+                if finished:
+                    return
+        finally:
+            if not finished and self._process is not None:
+                self._abandon_request()
+
+    def _resolve_extra_buffers(self, settings: LoadSettings) -> tuple[str, str | None]:
+        """"on" or "off" for this load, and a notice when "auto" turned them off."""
+        if settings.extra_buffers != "auto":
+            return settings.extra_buffers, None
+        if settings.model_path in self._kernels_off:
+            return "off", None
+        try:
+            types = model_tensor_types(settings.model_path)
+        except (OSError, ValueError):
+            return "on", None  # the worker says what is wrong with the file
+        crashing = self.verdicts.crashing_types(types)
+        if not crashing:
+            return "on", None
+        return "off", (f"llama.cpp's extra CPU kernels crash on this CPU for {', '.join(sorted(crashing))} "
+                       "weights, so they are off for this model.")
+
+    def _kernels_crashed(self, settings: LoadSettings) -> str:
+        """Remembers that extra buffer types crashed with this model; the one sentence the user sees."""
+        kind = kernel_kind(buffer_types_in_log(str(self.log_path)))
+        self._kernels_off.add(settings.model_path)
+        try:
+            types = model_tensor_types(settings.model_path)
+        except (OSError, ValueError):
+            types = set()
+        if types:
+            self.verdicts.record(dict.fromkeys(types, "crash"))
+        return f"llama.cpp's {kind} kernels crashed on this CPU; they are off now."
 
     def tokenize(self, prompt: list[Segment]) -> list[int]:
         with self._lock:
@@ -205,6 +278,19 @@ class LocalEngine:
             if handle is not None:
                 handle.close()
         self._conn = self._lifeline = None
+
+
+def is_kernel_crash(crash: WorkerCrashed) -> bool:
+    """A death by the signals a broken CPU kernel causes (not an abort, not a kill)."""
+    return crash.exit_code is not None and -crash.exit_code in {int(s) for s in CRASH_SIGNALS}
+
+
+def kernel_kind(buffer_types: list[str]) -> str:
+    if "AMX" in buffer_types:
+        return "AMX"
+    if any("REPACK" in name for name in buffer_types):
+        return "CPU repack"
+    return "extra CPU buffer"
 
 
 def describe_exit(code: int | None, log_tail: list[str]) -> str:

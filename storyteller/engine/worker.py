@@ -10,12 +10,14 @@ from __future__ import annotations
 import bisect
 import codecs
 import ctypes
+import enum
 import os
+import re
+import signal
 import sys
 import threading
 import time
 import traceback
-from array import array
 from dataclasses import dataclass
 
 from storyteller.engine.interface import (
@@ -32,19 +34,29 @@ from storyteller.engine.interface import (
     TextChunk,
 )
 from storyteller.engine.banned_strings import BannedStrings
+from storyteller.engine.kv_cache import KvCache
+from storyteller.engine.llama_params import (
+    MAX_UBATCH, SIMULATE_CRASH_ENV, context_params, model_params, strict_setattr, strict_structures,
+)
 from storyteller.engine.router_tap import RouterTap
 from storyteller.engine.sampling import InvalidSampler, build_sampler_chain
 from storyteller.engine.stopping import StopStringMatcher
 from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_header
 
-KV_CACHE_GGML_TYPES = {"f16": 1, "q4_0": 2, "q8_0": 8}
-ALL_LAYERS = 999_999
-MAX_UBATCH = 512  # tokens llama.cpp computes in one graph
 PROMPT_PROGRESS_EVERY_S = 0.25
-# A context shift needs the prompt to continue with at least this many cached tokens.
-MIN_SHIFT_MATCH = 32
+# The warm-up batch: AMX and repacked kernels take batches of 32 tokens and more.
+WARM_UP_TOKENS = 64
+MODEL_BUFFER_LINE = re.compile(r"load_tensors:\s+(\S+) model buffer size")
 # A model that keeps returning to banned phrases ends its reply after this many rewinds.
 MAX_BANNED_STRING_REWINDS = 1000
+
+
+class Decoded(enum.Enum):
+    """How a llama_decode call ended (llama.cpp returns 2 when the abort callback stopped it)."""
+
+    OK = "ok"
+    ABORTED = "aborted"
+    FAILED = "failed"
 
 
 @dataclass
@@ -65,6 +77,8 @@ def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSetting
     except EngineError as exc:
         conn.send(("error", str(exc)))
         return
+    model.info.buffer_types = buffer_types_in_log(log_path)
+    model.info.extra_buffers = any(is_extra_buffer_type(name) for name in model.info.buffer_types)
     conn.send(("loaded", model.info))
     while True:
         try:
@@ -86,6 +100,21 @@ def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSetting
         except Exception as exc:  # a bug of ours: report it and keep the model loaded
             traceback.print_exc()
             conn.send(("error", f"internal error in the model worker ({type(exc).__name__}: {exc}); details in the log"))
+
+
+def buffer_types_in_log(log_path: str) -> list[str]:
+    """The buffers llama.cpp put weights in, from its load log ("CPU_REPACK model buffer size = …")."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            names = [m.group(1) for m in MODEL_BUFFER_LINE.finditer(log.read())]
+    except OSError:
+        return []
+    return list(dict.fromkeys(names))
+
+
+def is_extra_buffer_type(name: str) -> bool:
+    """llama.cpp's extra CPU buffer types: repacked weights, AMX, KleidiAI (not CPU / CPU_Mapped / GPUs)."""
+    return name == "AMX" or "REPACK" in name or "KLEIDIAI" in name.upper()
 
 
 def _redirect_output(log_path: str) -> None:
@@ -117,19 +146,14 @@ class LoadedModel:
         from llama_cpp import _logger
 
         _logger.logger.setLevel("INFO")  # llama.cpp's info lines go to the log file
+        strict_structures(llama_cpp)
         self.lib = llama_cpp
         self.settings = settings
         started = time.perf_counter()
         header = _validate_gguf(settings)
         llama_cpp.llama_backend_init()
 
-        params = llama_cpp.llama_model_default_params()
-        if settings.n_gpu_layers == "auto":
-            params.n_gpu_layers = ALL_LAYERS if llama_cpp.llama_supports_gpu_offload() else 0
-        else:
-            params.n_gpu_layers = ALL_LAYERS if settings.n_gpu_layers == -1 else settings.n_gpu_layers
-        params.use_mmap = settings.use_mmap
-        params.use_mlock = settings.use_mlock
+        params = model_params(llama_cpp, settings)
         self._keep_alive = []
         if on_progress is not None:
             params.progress_callback = self._progress_callback(on_progress)
@@ -140,11 +164,12 @@ class LoadedModel:
         if not self.model:
             raise EngineError(f"llama.cpp could not load {settings.model_path} (see the log for why)")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.kv = KvCache(llama_cpp, self.model, llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.ctx = None
         self.router_tap: RouterTap | None = None  # set while the context captures router choices
         self.create_context(cb_eval)
         self.batch = llama_cpp.llama_batch_init(settings.n_batch, 0, 1)
-        self.cached: list[int] = []  # the tokens whose K/V sit in the context, in position order
+        self._warm_up()
         self._abort_flag = None
         self._abort_cb = llama_cpp.ggml_abort_callback(lambda _data: self._abort_flag is not None and self._abort_flag.is_set())
         self._space_prefix = self._adds_space_prefix()
@@ -176,29 +201,28 @@ class LoadedModel:
         lib, s = self.lib, self.settings
         if self.ctx is not None:
             lib.llama_free(self.ctx)
-            self.cached = []
-        params = lib.llama_context_default_params()
-        params.n_ctx = s.n_ctx
-        params.n_batch = s.n_batch
-        params.n_ubatch = min(s.n_batch, MAX_UBATCH)
-        threads = s.n_threads or max(1, os.cpu_count() or 1)
-        params.n_threads = threads
-        params.n_threads_batch = threads
-        params.flash_attn_type = {
-            "auto": lib.LLAMA_FLASH_ATTN_TYPE_AUTO,
-            "on": lib.LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            "off": lib.LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        }[s.flash_attn]
-        params.type_k = KV_CACHE_GGML_TYPES[s.cache_type_k]
-        params.type_v = KV_CACHE_GGML_TYPES[s.cache_type_v]
-        params.no_perf = True
+        params = context_params(lib, s, cb_eval, cb_eval_user_data)
         if cb_eval is not None:
-            params.cb_eval = cb_eval
-            params.cb_eval_user_data = cb_eval_user_data
             self._keep_alive.append(cb_eval)
         self.ctx = lib.llama_init_from_model(self.model, params)
         if not self.ctx:
             raise EngineError("llama.cpp could not create a context (too little memory for this n_ctx?)")
+        self.kv.attach(self.ctx)
+
+    def _warm_up(self) -> None:
+        """Evaluates a prompt-sized batch and then one token, and forgets them.
+
+        A kernel that crashes on this CPU (llama.cpp's AMX matrix products on some Xeons) then
+        crashes while the model loads, where the engine can load it again without extra buffer
+        types, never in the user's first request. Batch and single-token products use other kernels.
+        """
+        n_vocab = self.lib.llama_vocab_n_tokens(self.vocab)
+        tokens = [(7 + 13 * i) % n_vocab for i in range(min(WARM_UP_TOKENS, self.settings.n_batch))]
+        simulate_kernel_crash(self.settings, "load")
+        for start, chunk in ((0, tokens), (len(tokens), tokens[:1])):
+            if self._decode(chunk, start, want_logits=True) is not Decoded.OK:
+                raise EngineError(f"llama.cpp failed to evaluate its warm-up batch (code {self._last_code})")
+        self.kv.clear()
 
     def _capture_router(self, wanted: bool) -> None:
         """Installs or removes the router tap; either way the context is created anew (empty KV cache).
@@ -237,7 +261,7 @@ class LoadedModel:
         overrides = (lib.llama_model_kv_override * 2)()
         overrides[0].tag = lib.LLAMA_KV_OVERRIDE_TYPE_INT
         overrides[0].key = f"{arch}.expert_used_count".encode()
-        overrides[0].value.val_i64 = count
+        strict_setattr(overrides[0].value, "val_i64", count)
         overrides[1].key = b""  # terminator
         self._keep_alive.append(overrides)
         return overrides
@@ -337,7 +361,8 @@ class LoadedModel:
         self._capture_router(request.capture_router)
         if self.router_tap is not None:
             self.router_tap.start()
-        reused, shifted = self._reuse_cache(prompt)
+        reused, shifted = self.kv.reuse(prompt)
+        simulate_kernel_crash(self.settings, "generate")
         t0 = time.perf_counter()
         stopped_in_prompt = not (yield from self._evaluate(prompt, reused, stop_event))
         prompt_seconds = time.perf_counter() - t0
@@ -411,11 +436,10 @@ class LoadedModel:
                 if matcher.stopped:
                     stop_reason = "stop"
                     break
-                if len(self.cached) + 1 >= n_ctx:
-                    break  # context full; context shift comes with the chat service
-                if not self._decode([token], len(self.cached), want_logits=True):
+                if len(self.kv.tokens) + 1 >= n_ctx:
+                    break  # context full; the chat service trims the next prompt
+                if self._decode([token], len(self.kv.tokens), want_logits=True) is not Decoded.OK:
                     raise EngineError("llama.cpp failed to evaluate a generated token")
-                self.cached.append(token)
         finally:
             sampler.free()
         gen_seconds = time.perf_counter() - t1
@@ -443,58 +467,17 @@ class LoadedModel:
         """What the router tap recorded for the context's tokens from first_pos on, when it is installed."""
         if self.router_tap is None:
             return None
-        return self.router_tap.capture(self.cached, first_pos, n_prompt, self._piece_text)
-
-    def _reuse_cache(self, prompt: list[int]) -> tuple[int, int]:
-        """What the KV cache can give this prompt: (tokens reused, of which shifted into place).
-
-        Besides the common prefix, when the prompt lost a block of tokens right after that prefix
-        (the oldest history leaving a full context while the system part stays pinned), the cached
-        tokens after the gap are moved back into place instead of being evaluated again
-        (KoboldCpp's context shift, with llama.cpp's memory seq_rm / seq_add).
-        """
-        common = _common_prefix_length(self.cached, prompt)
-        shifted = 0
-        memory = self.lib.llama_get_memory(self.ctx)
-        probe = prompt[common : common + MIN_SHIFT_MATCH]
-        if (
-            len(probe) == MIN_SHIFT_MATCH
-            and common + MIN_SHIFT_MATCH < len(prompt)
-            and self.lib.llama_memory_can_shift(memory)
-        ):
-            gap_end = _find_run(self.cached, probe, common + 1)
-            if gap_end >= 0:
-                gap = gap_end - common
-                self.lib.llama_memory_seq_rm(memory, 0, common, gap_end)
-                self.lib.llama_memory_seq_add(memory, 0, gap_end, -1, -gap)
-                self.cached = self.cached[:common] + self.cached[gap_end:]
-                shifted = _common_prefix_length(self.cached[common:], prompt[common:])
-        reused = self._reuse_prefix(prompt)
-        return reused, min(shifted, max(0, reused - common))
-
-    def _reuse_prefix(self, prompt: list[int]) -> int:
-        """Keeps the longest cached prefix of the prompt and drops the rest of the KV cache.
-
-        This is the hook for KV-cache edits between requests (a context shift replaces it).
-        """
-        common = _common_prefix_length(self.cached, prompt)
-        if common == len(prompt):
-            common -= 1  # the last prompt token is evaluated again to get fresh logits
-        memory = self.lib.llama_get_memory(self.ctx)
-        if not self.lib.llama_memory_seq_rm(memory, 0, common, -1):
-            self.lib.llama_memory_clear(memory, True)
-            common = 0
-        self.cached = self.cached[:common]
-        return common
+        return self.router_tap.capture(self.kv.tokens, first_pos, n_prompt, self._piece_text)
 
     def _rewind(self, tokens: list[int]) -> None:
-        """Cuts the KV cache back to `tokens` (a prefix of what it holds) and refreshes the last logits."""
-        start = self._reuse_prefix(tokens)
+        """Cuts the KV cache back to `tokens` (a prefix of what it holds) with their last logits."""
+        start = self.kv.keep_prefix(tokens)
+        if start == len(tokens):
+            return  # the logits of that point were kept
         if start != len(tokens) - 1:
             raise EngineError("this model's cache cannot be rewound, so banned strings cannot be used with it")
-        if not self._decode(tokens[start:], start, want_logits=True):
+        if self._decode(tokens[start:], start, want_logits=True) is not Decoded.OK:
             raise EngineError("llama.cpp failed to evaluate a token again after a rewind")
-        self.cached.append(tokens[-1])
 
     def _ban_tokens(self, tokens) -> None:
         """Rules tokens out of the next pick by setting their logits to -inf before the chain reads them."""
@@ -502,6 +485,7 @@ class LoadedModel:
             logits = self.lib.llama_get_logits_ith(self.ctx, -1)
             for token in tokens:
                 logits[token] = float("-inf")
+            self.kv.logits_changed()
 
     def _evaluate(self, prompt: list[int], start: int, stop_event):
         """Evaluates prompt[start:] in batches, yielding progress; returns False when stopped.
@@ -524,32 +508,26 @@ class LoadedModel:
                 chunk = prompt[pos : pos + step]
                 last = pos + len(chunk) == len(prompt)
                 result = self._decode(chunk, pos, want_logits=last)
-                if result == 2 or stop_event.is_set() and not result:
-                    self._keep_evaluated_part(prompt)
+                if result is Decoded.ABORTED or stop_event.is_set() and result is not Decoded.OK:
+                    self.kv.keep_evaluated_part(prompt)
                     return False
-                if not result:
-                    self._keep_evaluated_part(prompt)
+                if result is not Decoded.OK:
+                    self.kv.keep_evaluated_part(prompt)
                     raise EngineError(f"llama.cpp failed to evaluate the prompt (code {self._last_code})")
-                self.cached.extend(chunk)
                 pos += len(chunk)
                 now = time.perf_counter()
                 if now - last_report > PROMPT_PROGRESS_EVERY_S:
                     last_report = now
                     yield PromptProgress(pos - start, total)
+            if total:
+                self.kv.save_prompt_end()
             return True
         finally:
             lib.llama_set_abort_callback(self.ctx, lib.ggml_abort_callback(0), None)
             self._abort_flag = None
 
-    def _keep_evaluated_part(self, prompt: list[int]) -> None:
-        # After an abort the ubatches already processed stay in memory; keep them as cache.
-        memory = self.lib.llama_get_memory(self.ctx)
-        pos_max = self.lib.llama_memory_seq_pos_max(memory, 0)
-        self.cached = prompt[: pos_max + 1]
-        self.lib.llama_memory_seq_rm(memory, 0, len(self.cached), -1)
-
-    def _decode(self, tokens: list[int], start_pos: int, want_logits: bool) -> int | bool:
-        """One llama_decode call; returns True on success, 2 when aborted, False on failure."""
+    def _decode(self, tokens: list[int], start_pos: int, want_logits: bool) -> Decoded:
+        """One llama_decode call at start_pos; on success the KV cache's token list follows."""
         batch = self.batch
         n = len(tokens)
         batch.n_tokens = n
@@ -569,8 +547,15 @@ class LoadedModel:
             self.router_tap.note_decode(start_pos, n)
         self._last_code = code
         if code == 0:
-            return True
-        return 2 if code == 2 else False
+            self.kv.decoded(tokens, start_pos, logits=want_logits or bool(every_output))
+            return Decoded.OK
+        return Decoded.ABORTED if code == 2 else Decoded.FAILED
+
+
+def simulate_kernel_crash(settings: LoadSettings, stage: str) -> None:
+    if settings.extra_buffers != "off" and os.environ.get(SIMULATE_CRASH_ENV) == stage:
+        os.kill(os.getpid(), signal.SIGSEGV)
+
 
 def _token_start(token_ends: list[int], position: int) -> int:
     """Where the token holding text position `position` begins (the text's end stays the end)."""
@@ -578,24 +563,6 @@ def _token_start(token_ends: list[int], position: int) -> int:
         return position
     index = bisect.bisect_right(token_ends, position)
     return token_ends[index - 1] if index else 0
-
-
-def _common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _find_run(haystack: list[int], run: list[int], start: int) -> int:
-    """Index of the first occurrence of `run` in `haystack` at or after `start`, or -1."""
-    hay, needle = array("i", haystack).tobytes(), array("i", run).tobytes()
-    at = hay.find(needle, start * 4)
-    while at >= 0 and at % 4:  # a match must start on a token boundary
-        at = hay.find(needle, at + 1)
-    return at // 4 if at >= 0 else -1
 
 
 def _validate_gguf(settings: LoadSettings) -> GGUFHeader:

@@ -233,6 +233,8 @@ def build(ctx: AppContext) -> dict:
                         line = stats_line(event.stats, info.n_ctx)
                         if event.trimmed_tokens:
                             line += f" · {event.trimmed_tokens} oldest tokens left the context"
+                        if event.notice:
+                            line += f"  \n⚠ {event.notice}"
                         messages = chat_messages(chats.view(current))
                         yield (event.text.strip() if into_input else keep), messages, line, keep, keep, current
             except WorkerCrashed as crash:

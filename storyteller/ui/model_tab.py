@@ -26,7 +26,8 @@ def gpu_line() -> str:
     return "GPU offload: **not available**. " + REBUILD_HINT
 
 
-def settings_from_inputs(path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts):
+def settings_from_inputs(path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts,
+                         extra_buffers="auto"):
     path = (path or "").strip()
     if not path:
         raise ValueError("choose a .gguf file or type its path")
@@ -36,14 +37,26 @@ def settings_from_inputs(path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn
         n_gpu_layers=layers,
         n_ctx=int(n_ctx),
         n_batch=int(n_batch),
-        n_threads=int(n_threads) if n_threads else None,
+        n_threads=_optional_int(n_threads, "threads"),
         flash_attn=flash_attn,
         cache_type_k=cache_type,
         cache_type_v=cache_type if flash_attn != "off" else "f16",
         use_mmap=use_mmap,
         use_mlock=use_mlock,
-        expert_used_count=int(experts) if experts else None,
+        expert_used_count=_optional_int(experts, "experts per token"),
+        extra_buffers=extra_buffers,
     )
+
+
+def _optional_int(value, what: str) -> int | None:
+    """An empty box is None ("the model's own" / "all cores"); a Textbox, so empty really shows empty."""
+    text = str(value if value is not None else "").strip()
+    if not text:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        raise ValueError(f"{what} must be a whole number, or empty") from None
 
 
 def load_with_progress(ctx: AppContext, settings: LoadSettings):
@@ -91,13 +104,14 @@ def build(ctx: AppContext) -> None:
                     label="GPU layers", value=str(saved.n_gpu_layers), info="auto, -1 (all), 0 (CPU only) or a number"
                 )
                 n_ctx = gr.Number(label="Context (tokens)", value=saved.n_ctx, precision=0, minimum=256)
-                experts = gr.Number(
-                    label="Experts per token (MoE)", value=saved.expert_used_count, precision=0, minimum=1,
-                    info="empty = the model's own setting",
+                experts = gr.Textbox(
+                    label="Experts per token (MoE)", value=_blank_if_none(saved.expert_used_count),
+                    placeholder="the model's own", info="empty = the model's own setting", elem_id="experts-per-token",
                 )
                 with gr.Accordion("Advanced", open=False):
                     n_batch = gr.Number(label="Batch size", value=saved.n_batch, precision=0, minimum=16)
-                    n_threads = gr.Number(label="Threads (empty = all cores)", value=saved.n_threads, precision=0, minimum=1)
+                    n_threads = gr.Textbox(label="Threads (empty = all cores)", value=_blank_if_none(saved.n_threads),
+                                           placeholder="all cores")
                     flash_attn = gr.Radio(["auto", "on", "off"], value=saved.flash_attn, label="Flash attention")
                     cache_type = gr.Radio(
                         ["f16", "q8_0", "q4_0"], value=saved.cache_type_k, label="KV cache type",
@@ -105,12 +119,18 @@ def build(ctx: AppContext) -> None:
                     )
                     use_mmap = gr.Checkbox(value=saved.use_mmap, label="mmap")
                     use_mlock = gr.Checkbox(value=saved.use_mlock, label="mlock (keep in RAM)")
+                    extra_buffers = gr.Radio(
+                        ["auto", "on", "off"], value=saved.extra_buffers, label="Extra CPU buffer types (repack, AMX)",
+                        info="auto: on unless llama.cpp's kernels crash on this CPU; off = llama.cpp's --no-repack",
+                        elem_id="extra-buffers",
+                    )
         with gr.Row():
             load_btn = gr.Button("Load model", variant="primary", elem_id="load-model")
             unload_btn = gr.Button("Unload")
         status = gr.Markdown(describe_model(ctx.engine.model_info), elem_id="load-status")
 
-        inputs = [path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts]
+        inputs = [path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts,
+                  extra_buffers]
 
         def on_load(*values):
             try:
@@ -127,6 +147,10 @@ def build(ctx: AppContext) -> None:
         picker.change(lambda chosen: chosen or gr.update(), inputs=picker, outputs=path)
         load_btn.click(on_load, inputs=inputs, outputs=status, concurrency_id="engine")
         unload_btn.click(on_unload, outputs=status)
+
+
+def _blank_if_none(value: int | None) -> str:
+    return "" if value is None else str(value)
 
 
 def _first_error(exc: Exception) -> str:

@@ -150,6 +150,8 @@ def build(ctx: AppContext) -> None:
                     line = stats_line(event.stats, ctx.engine.model_info.n_ctx)
                     if event.trimmed_tokens:
                         line += f" · {event.trimmed_tokens} oldest tokens left the context"
+                    if event.notice:
+                        line += f"  \n⚠ {event.notice}"
                     yield {**show(current), generate_btn: gr.update(interactive=True), stats: line,
                            prompt_text: stories.last_prompts.get(current, "")}
 
