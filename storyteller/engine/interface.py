@@ -105,6 +105,11 @@ class ModelInfo:
     bos_text: str | None
     eos_text: str | None
     load_seconds: float
+    # What the context really got, read back from llama.cpp (0 when not known).
+    n_batch: int = 0
+    n_ubatch: int = 0
+    n_threads: int = 0
+    n_threads_batch: int = 0
     # Where llama.cpp put the weights: its buffer names ("CPU_Mapped", "CPU_REPACK", "AMX", "CUDA0"…).
     buffer_types: list[str] = field(default_factory=list)
     extra_buffers: bool = False  # a repack / AMX buffer holds some weights

@@ -62,6 +62,16 @@ class LocalEngine:
         return self._info if self._process is not None else None
 
     @property
+    def worker_settings(self) -> LoadSettings | None:
+        """The settings the running worker got: extra buffer types resolved to "on" or "off"."""
+        return self._worker_settings if self._process is not None else None
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker process's id while one runs (to read what the OS says about it)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def busy(self) -> bool:
         return self._lock.locked()
 

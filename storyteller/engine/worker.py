@@ -192,6 +192,10 @@ class LoadedModel:
             bos_text=self._token_text(llama_cpp.llama_vocab_bos(self.vocab)),
             eos_text=self._token_text(llama_cpp.llama_vocab_eos(self.vocab)),
             load_seconds=time.perf_counter() - started,
+            n_batch=llama_cpp.llama_n_batch(self.ctx),
+            n_ubatch=llama_cpp.llama_n_ubatch(self.ctx),
+            n_threads=llama_cpp.llama_n_threads(self.ctx),
+            n_threads_batch=llama_cpp.llama_n_threads_batch(self.ctx),
         )
 
     # --- set-up ---------------------------------------------------------------------------
