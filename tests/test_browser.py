@@ -99,3 +99,24 @@ def _children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def test_model_tab_says_when_extra_buffer_kernels_crashed_and_shows_empty_optional_boxes(browser, tiny_model, tmp_path):
+    # The worker dies as a crashing AMX / repack kernel would, on any CPU; the app loads it again without them.
+    with running_app(tmp_path, "--model", str(tiny_model), env={"STORYTELLER_SIMULATE_KERNEL_CRASH": "load"}) as app:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        try:
+            page.goto(app.url)
+            page.get_by_role("tab", name="Model").click()
+            status = page.locator("#load-status")
+            status.wait_for(timeout=30_000)
+            assert "kernels crashed on this CPU; they are off now." in status.inner_text()
+            assert page.locator("#experts-per-token textarea, #experts-per-token input").first.input_value() == ""
+            page.get_by_text("Advanced").click()
+            choice = page.locator("#extra-buffers input[type='radio']:checked")
+            choice.wait_for(timeout=10_000)
+            assert choice.get_attribute("value") == "auto"
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "model-tab-extra-buffers.png"), full_page=True)
+        finally:
+            page.close()
