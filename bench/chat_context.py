@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from storyteller.core.chats import ReplyOptions  # noqa: E402
-from storyteller.core.context import AppContext  # noqa: E402
-from storyteller.core.replies import ReplyFinished  # noqa: E402
+from storyteller.core.chat.chats import ReplyOptions  # noqa: E402
+from storyteller.core.chat.replies import ReplyFinished  # noqa: E402
+from storyteller.core.services import Services  # noqa: E402
 from storyteller.engine import LoadSettings  # noqa: E402
 
 WORDS = (
@@ -39,16 +39,16 @@ def user_message(turn: int) -> str:
 
 def run_chat(model: str, n_ctx: int, turns: int, reply_tokens: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as data_dir:
-        ctx = AppContext.open(Path(data_dir))
+        services = Services.open(Path(data_dir))
         try:
-            ctx.engine.load(LoadSettings(model_path=model, n_ctx=n_ctx))
-            chat = ctx.chats.new_chat()
+            services.engine.load(LoadSettings(model_path=model, n_ctx=n_ctx))
+            chat = services.chats.new_chat()
             rows, previous = [], None
             for turn in range(turns):
                 options = ReplyOptions(max_tokens=reply_tokens)
-                done = [e for e in ctx.chats.send(chat.id, user_message(turn), options) if isinstance(e, ReplyFinished)][0]
+                done = [e for e in services.chats.send(chat.id, user_message(turn), options) if isinstance(e, ReplyFinished)][0]
                 stats = done.stats
-                reply = ctx.chats.repo.get_message(done.message_id)
+                reply = services.chats.repo.get_message(done.message_id)
                 row = {
                     "turn": turn,
                     "prompt": stats.prompt_tokens,
@@ -66,7 +66,7 @@ def run_chat(model: str, n_ctx: int, turns: int, reply_tokens: int) -> list[dict
                 previous = row
             return rows
         finally:
-            ctx.close()
+            services.close()
 
 
 def summarize(name: str, model: str) -> dict:

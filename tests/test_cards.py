@@ -14,11 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from storyteller.core.card_files import CardPackage, export_card, read_card_file
-from storyteller.core.cards import Card, card_from_json, example_dialogues
-from storyteller.core.characters import CharacterLibrary, card_tokens, first_message, macro_context
+from storyteller.core.cards.card_export import export_card
+from storyteller.core.cards.card_files import CardPackage, read_card_file
+from storyteller.core.cards.cards import Card, card_from_json, example_dialogues
+from storyteller.core.cards.character_context import card_tokens, first_message, macro_context
+from storyteller.core.cards.characters import CharacterLibrary
 from storyteller.core.context import AppContext
-from storyteller.core.token_count import count_tokens
+from storyteller.core.prompting.token_count import count_tokens
 from storyteller.engine import Segment
 from tests.card_factory import (
     b64json,
@@ -284,7 +286,12 @@ def test_first_message_macros_and_token_counts_without_a_model(ctx, tmp_path):
     assert first_message(card, macros) == "*Seraphina kneels beside you.* Are you hurt, Alex?"
     tokens = card_tokens(card, ctx.engine, macros)
     assert tokens.permanent.estimated and tokens.permanent.tokens > 10
-    permanent = "Seraphina is a guardian of the forest. Seraphina watches over Alex.\nkind, protective\nAlex wakes in a glade."
+    # What every prompt with this card sends: the (default) system prompt and the card's parts, as the prompt writes them.
+    permanent = (
+        "Write Seraphina's next reply in this fictional chat with Alex. Stay in character, write vividly and creatively, "
+        "and write only Seraphina's reply.\n\nSeraphina is a guardian of the forest. Seraphina watches over Alex.\n\n"
+        "Seraphina's personality: kind, protective\n\nScenario: Alex wakes in a glade."
+    )
     assert tokens.permanent.tokens == math.ceil(len(permanent) / 3.5)
     assert example_dialogues(card.data.mes_example) == ["{{user}}: Who are you?\n{{char}}: I am {{char}}.", "{{user}}: Hi\n{{char}}: Hello"]
 

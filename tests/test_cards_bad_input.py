@@ -12,7 +12,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from storyteller.core.characters import CharacterLibrary
+from storyteller.core.cards.characters import CharacterLibrary
 from storyteller.core.context import AppContext
 from tests.card_factory import b64json, image_bytes, sillytavern_card, write_charx, write_png
 
@@ -195,7 +195,7 @@ def test_a_failed_store_leaves_no_files(library, tmp_path, monkeypatch):
 
 def test_a_broken_avatar_upload(library, tmp_path):
     made = library.create("Avatarless")
-    from storyteller.core.card_files import CardFileError
+    from storyteller.core.cards.card_files import CardFileError
 
     with pytest.raises(CardFileError, match="not-an-image.png: not a readable image"):
         library.set_avatar(made, b"hello", "not-an-image.png")

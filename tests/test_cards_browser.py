@@ -9,10 +9,9 @@ import time
 import pytest
 from PIL import Image
 
-from storyteller.core.characters import CharacterLibrary
+from storyteller.core.cards.characters import CharacterLibrary
+from storyteller.core.cards.lorebooks import LorebookLibrary
 from storyteller.core.context import AppContext
-from storyteller.core.world_info import LorebookLibrary
-
 from tests.app_runner import SCREENSHOTS, running_app
 from tests.card_factory import b64json, sillytavern_card, write_png
 

@@ -7,16 +7,11 @@ import random
 
 import pytest
 
-from storyteller.core.card_files import CardFileError
+from storyteller.core.cards.card_files import CardFileError
+from storyteller.core.cards.lorebooks import LorebookLibrary, lorebook_json
 from storyteller.core.context import AppContext
-from storyteller.core.lorebook import (
-    LoreEntry,
-    Lorebook,
-    LorebookDoc,
-    activate,
-    split_decorators,
-)
-from storyteller.core.world_info import LorebookLibrary, lorebook_json
+from storyteller.core.lore.activation import activate, split_decorators
+from storyteller.core.lore.book import Lorebook, LorebookDoc, LoreEntry
 from tests.card_factory import sillytavern_card
 
 

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
+from storyteller.core.cards.macros import MacroContext, substitute
+from storyteller.core.cards.personas import PersonaLibrary
 from storyteller.core.context import AppContext
-from storyteller.core.macros import MacroContext, substitute
-from storyteller.core.personas import PersonaLibrary
 
 
 def ctx_(**kwargs) -> MacroContext:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from storyteller.core.context import AppContext
+from storyteller.core.services import Services
 from tests.test_cli import storyteller
 
 
@@ -26,9 +26,9 @@ def test_chat_json_turns_go_into_one_chat_that_can_be_continued(tiny_model, tmp_
         "--data-dir", str(tmp_path),
     )
     assert again.returncode == 0, again.stderr
-    ctx = AppContext.open(tmp_path)
-    roles = [m.role for m in ctx.chats.view(chat_id).messages]
-    ctx.close()
+    services = Services.open(tmp_path)
+    roles = [m.role for m in services.chats.view(chat_id).messages]
+    services.close()
     assert roles == ["user", "assistant"] * 3
 
 

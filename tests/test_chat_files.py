@@ -8,9 +8,10 @@ import sqlite3
 import pytest
 
 from storyteller.cli import main
-from storyteller.core.characters import CharacterLibrary
-from storyteller.core.chat_files import ChatFileError, ChatFiles, parse_chat_file
+from storyteller.core.cards.characters import CharacterLibrary
+from storyteller.core.chat.chat_files import ChatFileError, ChatFiles, parse_chat_file
 from storyteller.core.context import AppContext
+from storyteller.core.services import Services
 from storyteller.storage.chats import NewMessage
 
 HEADER = {
@@ -45,6 +46,11 @@ def ctx(tmp_path):
     context.close()
 
 
+@pytest.fixture
+def services(ctx):
+    return Services(ctx)
+
+
 def jsonl(*lines) -> bytes:
     return "".join(json.dumps(line) + "\n" for line in lines).encode()
 
@@ -58,7 +64,7 @@ def chat_count(ctx) -> int:
     return len(ChatFiles(ctx).repo.list_chats())
 
 
-def test_sillytavern_import_builds_the_tree_and_export_gives_the_same_file(ctx, tmp_path):
+def test_sillytavern_import_builds_the_tree_and_export_gives_the_same_file(ctx, services, tmp_path):
     seraphina = CharacterLibrary(ctx).create("Seraphina")
     source = write(tmp_path / "Seraphina - 2024-5-12@18h31m02s.jsonl", jsonl(HEADER, *LINES))
     files = ChatFiles(ctx)
@@ -67,7 +73,7 @@ def test_sillytavern_import_builds_the_tree_and_export_gives_the_same_file(ctx, 
     assert (imported.format, imported.character, imported.message_count) == ("SillyTavern", "Seraphina", 5)
     assert chat.character_id == seraphina.id and chat.title == "Seraphina - 2024-5-12@18h31m02s"
     assert chat.settings["author_note"] == "Keep it gentle." and chat.settings["author_note_depth"] == 2
-    view = ctx.chats.view(chat.id)
+    view = services.chats.view(chat.id)
     assert [(m.role, m.content) for m in view.messages] == [
         ("assistant", "Welcome, traveller."), ("user", "Where am I?"), ("assistant", "In my glade."),
         ("system", "The glade grows quiet."), ("user", "Thank you.\nReally."),
@@ -85,21 +91,21 @@ def test_sillytavern_import_builds_the_tree_and_export_gives_the_same_file(ctx, 
     assert files.export(again.chat.id, "jsonl")[1] == data
 
 
-def test_swiping_changes_what_is_exported_as_chosen(ctx, tmp_path):
+def test_swiping_changes_what_is_exported_as_chosen(ctx, services, tmp_path):
     files = ChatFiles(ctx)
     chat = files.import_file(write(tmp_path / "c.jsonl", jsonl(HEADER, *LINES[:3]))).chat
-    assert ctx.chats.swipe(chat.id, +1)
+    assert services.chats.swipe(chat.id, +1)
     last = json.loads(files.export(chat.id, "jsonl")[1].decode().splitlines()[-1])
     assert (last["swipe_id"], last["mes"]) == (1, "Safe, for now.")
     assert last["swipes"] == LINES[2]["swipes"]
 
 
-def test_a_chat_made_here_exports_its_greetings_as_swipes_and_comes_back(ctx, tmp_path):
+def test_a_chat_made_here_exports_its_greetings_as_swipes_and_comes_back(ctx, services, tmp_path):
     library = CharacterLibrary(ctx)
     aria = library.create("Aria")
     aria = library.update(aria, {"first_mes": "Hello, {{user}}.", "alternate_greetings": ["Oh, it's you."]})
-    chat = ctx.chats.new_chat(aria.id)
-    ctx.chats.repo.add_message(chat.id, ctx.chats.chat(chat.id).leaf_id, "user", "Hi Aria")
+    chat = services.chats.new_chat(aria.id)
+    services.chats.repo.add_message(chat.id, services.chats.chat(chat.id).leaf_id, "user", "Hi Aria")
     files = ChatFiles(ctx)
     header, greeting, user = [json.loads(line) for line in files.export(chat.id, "jsonl")[1].decode().splitlines()]
     assert (header["character_name"], header["user_name"]) == ("Aria", "User")
@@ -108,7 +114,7 @@ def test_a_chat_made_here_exports_its_greetings_as_swipes_and_comes_back(ctx, tm
     assert user["is_user"] and user["name"] == "User" and "swipes" not in user
     back = files.import_file(write(tmp_path / "aria.jsonl", files.export(chat.id, "jsonl")[1]))
     assert back.chat.character_id == aria.id
-    assert [(m.content, m.swipe_count) for m in ctx.chats.view(back.chat.id).messages] == [
+    assert [(m.content, m.swipe_count) for m in services.chats.view(back.chat.id).messages] == [
         ("Hello, User.", 2), ("Hi Aria", 1)
     ]
 
@@ -128,7 +134,7 @@ def test_character_by_name_else_the_narrator_or_the_one_given(ctx, tmp_path):
     assert first.id != second.id
 
 
-def test_text_generation_webui_import_uses_internal_then_visible(ctx, tmp_path):
+def test_text_generation_webui_import_uses_internal_then_visible(ctx, services, tmp_path):
     CharacterLibrary(ctx).create("Tavi")
     document = {
         "internal": [["<|BEGIN-VISIBLE-CHAT|>", "Hi! I'm Tavi."], ["What's 2 < 3?", "True & simple."], ["Bye", ""]],
@@ -140,7 +146,7 @@ def test_text_generation_webui_import_uses_internal_then_visible(ctx, tmp_path):
     folder.mkdir()
     imported = ChatFiles(ctx).import_file(write(folder / "20250102-030405.json", json.dumps(document).encode()))
     assert imported.format == "text-generation-webui" and imported.character == "Tavi"
-    view = ctx.chats.view(imported.chat.id)
+    view = services.chats.view(imported.chat.id)
     assert [(m.role, m.content, m.swipe_count) for m in view.messages] == [
         ("assistant", "Hi! I'm Tavi.", 1), ("user", "What's 2 < 3?", 1), ("assistant", "True & simple.", 2),
         ("user", "Bye", 1),

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from storyteller.core.chats import ChatError
+from storyteller.core.chat.chats import ChatError
+from storyteller.core.chat.replies import ReplyFinished, ReplyStarted, ReplyText
 from storyteller.core.context import AppContext
-from storyteller.core.replies import ReplyFinished, ReplyStarted, ReplyText
+from storyteller.core.services import Services
 from storyteller.engine import LoadSettings, LocalEngine
 from storyteller.storage.characters import CharacterRepository
 from tests.app_runner import ROOT
@@ -29,6 +30,11 @@ def ctx(tiny_model, tmp_path_factory):
     context.close()
 
 
+@pytest.fixture(scope="module")
+def services(ctx):
+    return Services(ctx)
+
+
 def finish(events) -> ReplyFinished:
     last = None
     for event in events:
@@ -37,131 +43,131 @@ def finish(events) -> ReplyFinished:
     return last
 
 
-def contents(ctx, chat_id):
-    return [(m.role, m.content) for m in ctx.chats.view(chat_id).messages]
+def contents(services, chat_id):
+    return [(m.role, m.content) for m in services.chats.view(chat_id).messages]
 
 
-def test_send_saves_the_message_and_streams_a_saved_reply(ctx):
-    chat = ctx.chats.new_chat()
-    events = list(ctx.chats.send(chat.id, "Hello there"))
+def test_send_saves_the_message_and_streams_a_saved_reply(services):
+    chat = services.chats.new_chat()
+    events = list(services.chats.send(chat.id, "Hello there"))
     assert isinstance(events[0], ReplyStarted)
     assert any(isinstance(e, ReplyText) for e in events)
     done = events[-1]
     assert isinstance(done, ReplyFinished) and done.message_id == events[0].message_id
-    view = ctx.chats.view(chat.id)
+    view = services.chats.view(chat.id)
     assert [m.role for m in view.messages] == ["user", "assistant"]
     assert view.messages[0].content == "Hello there"
     assert view.messages[1].content == done.text and not view.messages[1].streaming
     assert view.messages[1].meta["stats"]["generated_tokens"] == done.stats.generated_tokens
 
 
-def test_regenerate_makes_swipes_and_swiping_moves_between_them(ctx):
-    chat = ctx.chats.new_chat()
-    first = finish(ctx.chats.send(chat.id, "Tell me a story"))
-    second = finish(ctx.chats.regenerate(chat.id))
+def test_regenerate_makes_swipes_and_swiping_moves_between_them(services):
+    chat = services.chats.new_chat()
+    first = finish(services.chats.send(chat.id, "Tell me a story"))
+    second = finish(services.chats.regenerate(chat.id))
     assert second.message_id != first.message_id
-    last = ctx.chats.view(chat.id).messages[-1]
+    last = services.chats.view(chat.id).messages[-1]
     assert (last.swipe_index, last.swipe_count) == (2, 2) and last.id == second.message_id
-    assert ctx.chats.swipe(chat.id, -1)
-    assert ctx.chats.view(chat.id).messages[-1].id == first.message_id
-    assert ctx.chats.swipe(chat.id, +1)
-    assert not ctx.chats.swipe(chat.id, +1)  # past the last swipe: the UI generates a new one
-    assert len(ctx.chats.view(chat.id).messages) == 2
+    assert services.chats.swipe(chat.id, -1)
+    assert services.chats.view(chat.id).messages[-1].id == first.message_id
+    assert services.chats.swipe(chat.id, +1)
+    assert not services.chats.swipe(chat.id, +1)  # past the last swipe: the UI generates a new one
+    assert len(services.chats.view(chat.id).messages) == 2
 
 
-def test_continue_extends_the_last_reply(ctx):
-    chat = ctx.chats.new_chat()
-    first = finish(ctx.chats.send(chat.id, "Go on"))
-    more = finish(ctx.chats.continue_reply(chat.id))
+def test_continue_extends_the_last_reply(services):
+    chat = services.chats.new_chat()
+    first = finish(services.chats.send(chat.id, "Go on"))
+    more = finish(services.chats.continue_reply(chat.id))
     assert more.message_id == first.message_id
     assert more.text.startswith(first.text) and len(more.text) > len(first.text)
-    assert ctx.chats.view(chat.id).messages[-1].content == more.text
+    assert services.chats.view(chat.id).messages[-1].content == more.text
 
 
-def test_impersonate_is_not_saved(ctx):
-    chat = ctx.chats.new_chat()
-    finish(ctx.chats.send(chat.id, "Hi"))
-    before = contents(ctx, chat.id)
-    done = finish(ctx.chats.impersonate(chat.id))
+def test_impersonate_is_not_saved(services):
+    chat = services.chats.new_chat()
+    finish(services.chats.send(chat.id, "Hi"))
+    before = contents(services, chat.id)
+    done = finish(services.chats.impersonate(chat.id))
     assert done.message_id is None and done.stats.generated_tokens > 0
-    assert contents(ctx, chat.id) == before
+    assert contents(services, chat.id) == before
 
 
-def test_edit_delete_and_branch(ctx):
-    chat = ctx.chats.new_chat()
-    finish(ctx.chats.send(chat.id, "one"))
-    finish(ctx.chats.send(chat.id, "two"))
-    view = ctx.chats.view(chat.id)
+def test_edit_delete_and_branch(services):
+    chat = services.chats.new_chat()
+    finish(services.chats.send(chat.id, "one"))
+    finish(services.chats.send(chat.id, "two"))
+    view = services.chats.view(chat.id)
     first_user, first_reply = view.messages[0], view.messages[1]
-    ctx.chats.edit(chat.id, first_user.id, "ONE")
-    assert contents(ctx, chat.id)[0] == ("user", "ONE")
-    branch = ctx.chats.branch(chat.id, first_reply.id)
-    assert [m.id for m in ctx.chats.view(branch.id).messages] == [first_user.id, first_reply.id]
-    finish(ctx.chats.send(branch.id, "another way"))
-    assert len(ctx.chats.view(chat.id).messages) == 4  # the original is untouched
-    ctx.chats.delete_message(chat.id, first_reply.id)
-    roles = [m.role for m in ctx.chats.view(chat.id).messages]
+    services.chats.edit(chat.id, first_user.id, "ONE")
+    assert contents(services, chat.id)[0] == ("user", "ONE")
+    branch = services.chats.branch(chat.id, first_reply.id)
+    assert [m.id for m in services.chats.view(branch.id).messages] == [first_user.id, first_reply.id]
+    finish(services.chats.send(branch.id, "another way"))
+    assert len(services.chats.view(chat.id).messages) == 4  # the original is untouched
+    services.chats.delete_message(chat.id, first_reply.id)
+    roles = [m.role for m in services.chats.view(chat.id).messages]
     assert roles == ["user", "user", "assistant"]
-    ctx.chats.delete_chat(chat.id)
+    services.chats.delete_chat(chat.id)
     # The branch keeps the shared history (less the message deleted from it) and its own turns.
-    assert [c for _, c in contents(ctx, branch.id)][:2] == ["ONE", "another way"]
+    assert [c for _, c in contents(services, branch.id)][:2] == ["ONE", "another way"]
     with pytest.raises(ChatError):
-        ctx.chats.view(chat.id)
+        services.chats.view(chat.id)
 
 
-def test_search_finds_messages_across_chats(ctx):
-    chat = ctx.chats.new_chat()
-    finish(ctx.chats.send(chat.id, "the zeppelin over Reykjavik"))
-    hits = ctx.chats.search("zeppelin")
+def test_search_finds_messages_across_chats(services):
+    chat = services.chats.new_chat()
+    finish(services.chats.send(chat.id, "the zeppelin over Reykjavik"))
+    hits = services.chats.search("zeppelin")
     assert [(c.id, m.content) for c, m in hits] == [(chat.id, "the zeppelin over Reykjavik")]
-    assert ctx.chats.search('"quoted" OR') == []  # user text is never FTS syntax
+    assert services.chats.search('"quoted" OR') == []  # user text is never FTS syntax
 
 
-def test_replies_are_resent_as_their_ids_and_reuse_the_cache(ctx):
-    chat = ctx.chats.new_chat()
-    finish(ctx.chats.send(chat.id, "first message"))
-    second = finish(ctx.chats.send(chat.id, "second message"))
-    prompt = ctx.chats.last_prompts[chat.id]
+def test_replies_are_resent_as_their_ids_and_reuse_the_cache(services):
+    chat = services.chats.new_chat()
+    finish(services.chats.send(chat.id, "first message"))
+    second = finish(services.chats.send(chat.id, "second message"))
+    prompt = services.chats.last_prompts[chat.id]
     new_tokens = second.stats.prompt_tokens - second.stats.reused_tokens
     assert second.stats.reused_tokens > 0 and new_tokens < 30, second.stats
     assert prompt.total_tokens == second.stats.prompt_tokens
     assert {"system_prompt", "history", "template"} <= set(prompt.part_tokens)
 
 
-def test_a_chat_whose_character_was_deleted_still_opens(ctx):
+def test_a_chat_whose_character_was_deleted_still_opens(ctx, services):
     characters = CharacterRepository(ctx.db)
     character_id = characters.add(
         {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Ann", "first_mes": "Hello, I am Ann."}},
         None, {}, None,
     )
-    chat = ctx.chats.new_chat(character_id)
-    assert contents(ctx, chat.id) == [("assistant", "Hello, I am Ann.")]
+    chat = services.chats.new_chat(character_id)
+    assert contents(services, chat.id) == [("assistant", "Hello, I am Ann.")]
     characters.delete(character_id)
-    view = ctx.chats.view(chat.id)
+    view = services.chats.view(chat.id)
     assert view.notice and "deleted" in view.notice
     assert view.messages[0].content == "Hello, I am Ann."
-    finish(ctx.chats.send(chat.id, "still there?"))
+    finish(services.chats.send(chat.id, "still there?"))
 
 
-def test_bad_input_is_refused_clearly(ctx):
-    chat = ctx.chats.new_chat()
+def test_bad_input_is_refused_clearly(services):
+    chat = services.chats.new_chat()
     with pytest.raises(ChatError, match="limit"):
-        list(ctx.chats.send(chat.id, "x" * 1_000_000))
+        list(services.chats.send(chat.id, "x" * 1_000_000))
     with pytest.raises(ChatError, match="no reply to continue"):
-        list(ctx.chats.continue_reply(chat.id))
-    assert contents(ctx, chat.id) == []
+        list(services.chats.continue_reply(chat.id))
+    assert contents(services, chat.id) == []
 
 
 STREAM_FOREVER = """
 import sys
-from storyteller.core.context import AppContext
+from storyteller.core.services import Services
 from storyteller.engine import LoadSettings
-from storyteller.core import chats, replies
-ctx = AppContext.open(sys.argv[2])
-ctx.engine.load(LoadSettings(model_path=sys.argv[1]))
-chat = ctx.chats.new_chat()
+from storyteller.core.chat import chats, replies
+services = Services.open(sys.argv[2])
+services.engine.load(LoadSettings(model_path=sys.argv[1]))
+chat = services.chats.new_chat()
 chats.DEFAULT_REPLY_TOKENS = 1_000_000
-for event in ctx.chats.send(chat.id, "tell me everything"):
+for event in services.chats.send(chat.id, "tell me everything"):
     if isinstance(event, replies.ReplyStarted):
         print(chat.id, flush=True)
 """
@@ -178,14 +184,14 @@ def test_kill_9_mid_reply_keeps_the_chat_and_the_reply_so_far(slow_model, tmp_pa
     conn = sqlite3.connect(tmp_path / "storyteller.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
-    ctx = AppContext.open(tmp_path)
-    view = ctx.chats.view(chat_id)
+    services = Services.open(tmp_path)
+    view = services.chats.view(chat_id)
     assert [m.role for m in view.messages] == ["user", "assistant"]
     assert view.messages[0].content == "tell me everything"
     reply = view.messages[1]
     assert reply.meta.get("interrupted") and not reply.streaming  # killed mid-reply…
     assert reply.content.startswith(saved)  # …yet what streamed up to the last save is there
-    ctx.close()
+    services.close()
 
 
 def _wait_for_saved_reply(db_path, min_chars: int, timeout: float) -> str:

@@ -7,19 +7,12 @@ import shutil
 
 import pytest
 
-from storyteller.core.chats import ChatError
+from storyteller.core.chat.chats import ChatError
+from storyteller.core.chat.replies import ReplyFinished
 from storyteller.core.context import AppContext
-from storyteller.core.experts import (
-    ExpertsError,
-    capture_enabled,
-    chat_jsonl,
-    chat_routing,
-    compare_expert_counts,
-    expert_sources,
-    set_capture,
-)
-from storyteller.core.models import load_model
-from storyteller.core.replies import ReplyFinished
+from storyteller.core.models.loading import load_model
+from storyteller.core.routing.experts import ExpertsError
+from storyteller.core.services import Services
 from storyteller.engine import LoadSettings, LocalEngine
 from tests.test_cli import storyteller
 
@@ -33,37 +26,42 @@ def ctx(tiny_model, tmp_path_factory):
     context.close()
 
 
+@pytest.fixture(scope="module")
+def services(ctx):
+    return Services(ctx)
+
+
 def finish(events) -> ReplyFinished:
     *_, last = events
     assert isinstance(last, ReplyFinished)
     return last
 
 
-def test_capture_is_off_by_default_and_then_nothing_is_recorded(ctx):
-    assert not capture_enabled(ctx)
-    chat = ctx.chats.new_chat()
-    finish(ctx.chats.send(chat.id, "Hello"))
-    assert chat_routing(ctx, chat.id) == []
+def test_capture_is_off_by_default_and_then_nothing_is_recorded(services):
+    assert not services.experts.capture_enabled()
+    chat = services.chats.new_chat()
+    finish(services.chats.send(chat.id, "Hello"))
+    assert services.experts.chat_routing(chat.id) == []
     with pytest.raises(ExpertsError, match="no recorded routing"):
-        chat_jsonl(ctx, chat.id)
+        services.experts.chat_jsonl(chat.id)
 
 
-def test_a_captured_reply_keeps_its_routing_and_exports_it(ctx):
-    set_capture(ctx, True)
+def test_a_captured_reply_keeps_its_routing_and_exports_it(services):
+    services.experts.set_capture(True)
     try:
-        chat = ctx.chats.new_chat()
-        done = finish(ctx.chats.send(chat.id, "Tell me about the dragon"))
-        more = finish(ctx.chats.continue_reply(chat.id))
+        chat = services.chats.new_chat()
+        done = finish(services.chats.send(chat.id, "Tell me about the dragon"))
+        more = finish(services.chats.continue_reply(chat.id))
     finally:
-        set_capture(ctx, False)
-    [reply] = chat_routing(ctx, chat.id)
+        services.experts.set_capture(False)
+    [reply] = services.experts.chat_routing(chat.id)
     assert reply.message_id == done.message_id and len(reply.traces) == 2  # the reply, then its continuation
     first, second = reply.traces
     assert first.capture.prompt_tokens == done.stats.evaluated_tokens
     assert len(first) - first.capture.prompt_tokens == done.stats.generated_tokens
     assert second.capture.positions[0] > first.capture.positions[0]
     assert len(second) - second.capture.prompt_tokens == more.stats.generated_tokens
-    lines = chat_jsonl(ctx, chat.id).splitlines()
+    lines = services.experts.chat_jsonl(chat.id).splitlines()
     assert len(lines) == (len(first) + len(second)) * 2  # two layers
     rows = [json.loads(line) for line in lines]
     assert {tuple(row) for row in rows} == {("pos", "token", "phase", "layer", "experts", "weights")}
@@ -71,28 +69,28 @@ def test_a_captured_reply_keeps_its_routing_and_exports_it(ctx):
     assert all(len(set(row["experts"])) == 2 and sum(row["weights"]) == pytest.approx(1, abs=1e-3) for row in rows)
 
 
-def test_a_catalog_models_experts_are_named_by_its_file_name(ctx, tiny_model, tmp_path):
+def test_a_catalog_models_experts_are_named_by_its_file_name(services, tiny_model, tmp_path):
     renamed = tmp_path / "CognitiveFusion2-model-q4-k-m.gguf"
     shutil.copy(tiny_model, renamed)
-    assert expert_sources(ctx, str(renamed), 4) == [
+    assert services.experts.expert_sources(str(renamed), 4) == [
         "automerger/YamshadowExperiment28-7B", "liminerity/M7-7b", "automerger/YamshadowExperiment28-7B", "nlpguy/T3QM7",
     ]
-    assert expert_sources(ctx, str(renamed), 8) is None  # not the catalog's model after all
-    assert expert_sources(ctx, str(tiny_model), 4) is None
+    assert services.experts.expert_sources(str(renamed), 8) is None  # not the catalog's model after all
+    assert services.experts.expert_sources(str(tiny_model), 4) is None
 
 
-def test_compare_writes_the_last_reply_with_one_two_and_three_experts_then_restores(ctx, tiny_model):
+def test_compare_writes_the_last_reply_with_one_two_and_three_experts_then_restores(ctx, services, tiny_model):
     # The comparison loads the model again, so each of its replies starts from an empty cache; so does
     # the original here. (On top of another chat's cache llama.cpp evaluates the prompt in other batch
     # shapes, whose results differ in the last bits: greedy text can then part ways.)
     load_model(ctx, LoadSettings(model_path=str(tiny_model), n_ctx=2048, n_threads=1))
-    set_capture(ctx, True)
+    services.experts.set_capture(True)
     try:
-        chat = ctx.chats.new_chat()
-        original = finish(ctx.chats.send(chat.id, "Once upon a time"))
-        steps = list(compare_expert_counts(ctx, chat.id))
+        chat = services.chats.new_chat()
+        original = finish(services.chats.send(chat.id, "Once upon a time"))
+        steps = list(services.experts.compare_expert_counts(chat.id))
     finally:
-        set_capture(ctx, False)
+        services.experts.set_capture(False)
     replies = steps[-1].replies
     assert [r.experts_used for r in replies] == [1, 2, 3]
     for reply in replies:
@@ -101,13 +99,13 @@ def test_compare_writes_the_last_reply_with_one_two_and_three_experts_then_resto
         assert all(sum(layer) == reply.usage.tokens * reply.experts_used for layer in reply.usage.picks)
     assert replies[1].text == original.text  # the chat's own setting, seed and preset: the same reply
     assert ctx.engine.model_info.expert_used_count == 2
-    assert [m.role for m in ctx.chats.view(chat.id).messages] == ["user", "assistant"]  # nothing saved
+    assert [m.role for m in services.chats.view(chat.id).messages] == ["user", "assistant"]  # nothing saved
 
 
-def test_compare_needs_a_generated_reply(ctx):
-    chat = ctx.chats.new_chat()
+def test_compare_needs_a_generated_reply(services):
+    chat = services.chats.new_chat()
     with pytest.raises(ChatError, match="generated reply"):
-        list(compare_expert_counts(ctx, chat.id))
+        list(services.experts.compare_expert_counts(chat.id))
 
 
 def test_the_cli_writes_the_routing_record(tiny_model, tmp_path):

@@ -15,8 +15,8 @@ import pytest
 
 from storyteller.engine import GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
 from storyteller.engine.kernel_check import CHECKED_TYPES, SIMULATE_CRASH_ENV, model_tensor_types, run_check
-from storyteller.engine.kernel_check import write_check_model
-from storyteller.core.completion import finish
+from storyteller.engine.kernel_probe import write_check_model
+from storyteller.core.models.completion import finish
 from tests.gguf_factory import write_quantized_moe
 
 GREEDY = SamplerSettings(temperature=0.0, ignore_eos=True)
@@ -131,7 +131,9 @@ def test_a_request_whose_kernels_crash_is_replayed_once_without_them(tiny_model,
         engine.unload()
 
 
-def test_checked_types_are_all_writable():
+def test_checked_types_are_ggml_s_own_ids_and_names():
     from gguf import GGMLQuantizationType
 
-    assert all(name in GGMLQuantizationType.__members__ for name in CHECKED_TYPES)
+    from storyteller.engine.kernel_check import CHECKED_TYPE_IDS
+
+    assert all(GGMLQuantizationType(type_id).name == name for type_id, name in CHECKED_TYPE_IDS.items())

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from storyteller.core.context import AppContext
-from storyteller.core.library import PROMPT_FORMAT_KEY, Library, LibraryError
-from storyteller.core.completion import complete
+from storyteller.core.models.completion import complete
+from storyteller.core.models.library import Library, LibraryError
+from storyteller.core.settings_keys import PROMPT_FORMAT_KEY
 from storyteller.engine import EngineError, LoadSettings, LocalEngine, SamplerSettings
 from storyteller.gguf_header import read_gguf_header
 from storyteller.hub.catalog import choose_by_quant

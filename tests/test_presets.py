@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from storyteller.core.context import AppContext
-from storyteller.core.preset_import import read_preset_file
-from storyteller.core.presets import (
+from storyteller.core.presets.preset_import import read_preset_file
+from storyteller.core.presets.presets import (
     PresetError,
     PresetLibrary,
     bundled_presets_dir,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from storyteller.core.context import AppContext
-from storyteller.core.presets import PresetLibrary
+from storyteller.core.presets.presets import PresetLibrary
 from tests.app_runner import SCREENSHOTS, running_app
 
 pytestmark = pytest.mark.browser

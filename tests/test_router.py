@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from storyteller.core.router import (
+from storyteller.core.routing.router import (
     RoutingDataError,
     RoutingTrace,
     decode_capture,

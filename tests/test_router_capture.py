@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from storyteller.core.router import RoutingTrace
+from storyteller.core.routing.router import RoutingTrace
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, PromptProgress, SamplerSettings, Segment
 from tests.gguf_factory import TinyModelSpec, _tensors, write_tiny_moe
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from storyteller.core import replies as replies_module
-from storyteller.core.context import AppContext
-from storyteller.core.replies import ReplyFinished, ReplyStarted, ReplyText
-from storyteller.core.stories import (
+from storyteller.core.cards.lorebooks import LorebookLibrary
+from storyteller.core.chat import replies as replies_module
+from storyteller.core.chat.replies import ReplyFinished, ReplyStarted, ReplyText
+from storyteller.core.chat.stories import (
     DocumentPiece,
     StoryError,
     StoryService,
     note_offset,
     story_segments,
 )
-from storyteller.core.world_info import LorebookLibrary
+from storyteller.core.context import AppContext
 from storyteller.engine import Segment
-from tests.test_chats import ctx, finish  # noqa: F401  (ctx: the module's data folder with the tiny model loaded)
+from tests.test_chats import ctx, finish, services  # noqa: F401  (ctx: the module's data folder with the tiny model loaded)
 
 # --- the prompt, without a model ------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ def short(stories, story_id, tokens=12):
     stories.update_settings(story_id, max_tokens=tokens)
 
 
-def test_continue_streams_and_saves_a_continuation(stories, ctx):
+def test_continue_streams_and_saves_a_continuation(stories, services):
     story = stories.new_story("Dragons")
     short(stories, story.id)
     events = list(stories.continue_story(story.id, "Once upon a time"))
@@ -73,7 +73,7 @@ def test_continue_streams_and_saves_a_continuation(stories, ctx):
     assert view.text == "Once upon a time" + done.text
     assert (view.can_undo, view.can_redo, view.can_retry) == (True, False, True)
     assert [m.role for m in stories.repo.path(view.story.leaf_id)] == ["user", "assistant"]
-    assert story.id not in [s.chat.id for s in ctx.chats.list_chats()]  # stories stay out of the Chat tab
+    assert story.id not in [s.chat.id for s in services.chats.list_chats()]  # stories stay out of the Chat tab
     assert [s.chat.id for s in stories.list_stories()][0] == story.id
 
 
@@ -213,15 +213,14 @@ def test_bad_settings_and_no_model(stories, tmp_path):
         unloaded.close()
 
 
-def test_story_continuations_keep_their_router_capture_when_capture_is_on(ctx):
-    from storyteller.core.experts import set_capture
+def test_story_continuations_keep_their_router_capture_when_capture_is_on(ctx, services):
     from storyteller.storage.routing import RoutingRepository
 
     stories = StoryService(ctx)
     story = stories.new_story()
-    set_capture(ctx, True)
+    services.experts.set_capture(True)
     try:
         done = [e for e in stories.continue_story(story.id, "Once upon a time") if isinstance(e, ReplyFinished)][0]
     finally:
-        set_capture(ctx, False)
+        services.experts.set_capture(False)
     assert RoutingRepository(ctx.db).captures([done.message_id])[done.message_id]

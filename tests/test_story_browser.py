@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from storyteller.core.chat.stories import StoryService
 from storyteller.core.context import AppContext
-from storyteller.core.stories import StoryService
 from tests.app_runner import SCREENSHOTS, running_app
 
 pytestmark = pytest.mark.browser

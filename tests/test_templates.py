@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from storyteller.core.prompt import DepthInjection, HistoryMessage, PromptPart, PromptRequest, assemble
-from storyteller.core.templates import (
+from storyteller.core.prompting.prompt import DepthInjection, HistoryMessage, PromptPart, PromptRequest, assemble
+from storyteller.core.prompting.templates import (
     ChatMessage,
     EmbeddedTemplate,
     TemplateImportError,

@@ -12,8 +12,9 @@ import sys
 
 from storyteller import __version__
 from storyteller.cli import cards, chat, chats, generate, models, presets, serve
-from storyteller.cli.common import UserError
+from storyteller.core.errors import UserError
 from storyteller.engine import EngineError
+from storyteller.hub.client import HubError
 from storyteller.storage import MigrationError
 
 SUBCOMMANDS = [serve, generate, chat, chats, cards, models, presets]
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args, parser) or 0
-    except (UserError, EngineError, MigrationError, OSError) as exc:
+    except (UserError, HubError, EngineError, MigrationError, OSError) as exc:
         print(f"storyteller: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from storyteller.cli.common import UserError, add_data_dir_option
-from storyteller.core.characters import CharacterLibrary, CharacterNotFound
-from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.cli.common import UserError, add_data_dir_option, open_services
+from storyteller.core.cards.characters import CharacterLibrary
+from storyteller.core.services import Services
 
 
 def register(subparsers) -> None:
@@ -43,18 +43,18 @@ def register(subparsers) -> None:
     removing.set_defaults(run=run_rm)
 
 
-def _library(args: argparse.Namespace) -> tuple[AppContext, CharacterLibrary]:
+def _library(args: argparse.Namespace) -> tuple[Services, CharacterLibrary]:
     # Cards never need the engine: the context's engine stays unloaded.
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
-    return ctx, CharacterLibrary(ctx)
+    services = open_services(args)
+    return services, services.characters
 
 
 def run_import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    ctx, library = _library(args)
+    services, library = _library(args)
     try:
         results = library.import_files([Path(f) for f in args.files], args.files)
     finally:
-        ctx.close()
+        services.close()
     for result in results:
         if result.character is None:
             print(f"storyteller: error: {result.error}", file=sys.stderr)
@@ -70,12 +70,12 @@ def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     fmt = args.format or (target.suffix[1:].lower() if target.suffix.lower() in (".png", ".json", ".charx") else "png")
     if args.spec and fmt != "json":
         parser.error("--spec applies to JSON exports only (PNG carries both, CHARX is V3)")
-    ctx, library = _library(args)
+    services, library = _library(args)
     try:
-        character = _resolve(library, args.card)
+        character = library.resolve(args.card)
         file_name, exported = library.export(character, fmt, args.spec)
     finally:
-        ctx.close()
+        services.close()
     path = target / file_name if target.is_dir() else target
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: no such folder")
@@ -87,32 +87,25 @@ def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def run_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    ctx, library = _library(args)
+    services, library = _library(args)
     try:
         characters = library.all()
     finally:
-        ctx.close()
+        services.close()
     for character in characters:
         print(f"{character.id}\t{_one_line(character.name)}\t{', '.join(_one_line(t) for t in character.tags)}")
     return 0
 
 
 def run_rm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    ctx, library = _library(args)
+    services, library = _library(args)
     try:
-        character = _resolve(library, args.card)
+        character = library.resolve(args.card)
         library.delete(character)
     finally:
-        ctx.close()
+        services.close()
     print(f"removed {character.id}\t{_one_line(character.name)}", file=sys.stderr)
     return 0
-
-
-def _resolve(library: CharacterLibrary, reference: str):
-    try:
-        return library.resolve(reference)
-    except CharacterNotFound as exc:
-        raise UserError(str(exc)) from None
 
 
 def _one_line(text: str) -> str:

@@ -7,13 +7,11 @@ import json
 import sys
 
 from storyteller.cli.common import (
-    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, print_notice, print_progress,
+    add_data_dir_option, add_no_repack_option, extra_buffers, load_settings, open_services, print_notice,
+    print_progress,
 )
-from storyteller.core.characters import CharacterLibrary, CharacterNotFound
-from storyteller.core.chats import ChatError, ReplyOptions
-from storyteller.core.context import AppContext, resolve_data_dir
-from storyteller.core.replies import ReplyFinished
-from storyteller.engine import LoadSettings
+from storyteller.core.chat.chats import ReplyOptions
+from storyteller.core.chat.replies import ReplyFinished
 
 
 def register(subparsers) -> None:
@@ -41,25 +39,20 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--max-tokens must be at least 1")
     if args.chat and args.character:
         parser.error("--chat goes on with a chat; its character is already set")
+    settings = load_settings(model_path=args.model, n_ctx=args.n_ctx, extra_buffers=extra_buffers(args))
+    services = open_services(args)
     try:
-        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx, extra_buffers=extra_buffers(args))
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
-    try:
-        chats = ctx.chats
+        chats = services.chats
         if args.chat:
-            chat = chats.repo.get_chat(args.chat)
-            if chat is None:
-                raise UserError(f"there is no chat {args.chat}")
+            chat = chats.chat(args.chat)
         else:
-            character_id = _character_id(ctx, args.character) if args.character else None
+            character_id = services.characters.resolve(args.character).id if args.character else None
             chat = chats.new_chat(character_id)
             print(f"new chat {chat.id}: {chat.title}", file=sys.stderr)
         options = ReplyOptions(max_tokens=args.max_tokens, preset=args.preset)
         if args.preset:
             chats.preset(chat, args.preset)  # an unknown preset fails before the model loads
-        print_notice(ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+        print_notice(services.engine.load(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
         messages = [args.message] if args.message is not None else (line.rstrip("\n") for line in sys.stdin)
         for message in messages:
             if not message.strip():
@@ -72,15 +65,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(json.dumps({"chat_id": chat.id, "text": finished.text, "stats": stats}), flush=True)
             else:
                 print(finished.text.strip(), flush=True)
-    except ChatError as exc:
-        raise UserError(str(exc)) from exc
     finally:
-        ctx.close()
+        services.close()
     return 0
-
-
-def _character_id(ctx: AppContext, reference: str) -> int:
-    try:
-        return CharacterLibrary(ctx).resolve(reference).id
-    except CharacterNotFound as exc:
-        raise UserError(str(exc)) from None

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 from storyteller.cli.cards import _one_line
-from storyteller.cli.common import UserError, add_data_dir_option
-from storyteller.core.characters import CharacterLibrary, CharacterNotFound
-from storyteller.core.chat_files import EXPORT_FORMATS, ChatFileError, ChatFiles, ChatListing
-from storyteller.core.context import AppContext, resolve_data_dir
+from storyteller.cli.common import UserError, add_data_dir_option, open_services
+from storyteller.core.chat.chat_files import EXPORT_FORMATS, ChatFileError, ChatFiles, ChatListing
+from storyteller.core.services import Services
 
 
 def register(subparsers) -> None:
@@ -45,10 +44,10 @@ def register(subparsers) -> None:
     listing.set_defaults(run=run_list)
 
 
-def _open(args: argparse.Namespace) -> tuple[AppContext, ChatFiles]:
+def _open(args: argparse.Namespace) -> tuple[Services, ChatFiles]:
     # Chat files never need the engine: the context's engine stays unloaded.
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
-    return ctx, ChatFiles(ctx)
+    services = open_services(args)
+    return services, services.chat_files
 
 
 def _line(listing: ChatListing) -> str:
@@ -56,15 +55,10 @@ def _line(listing: ChatListing) -> str:
 
 
 def run_import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    ctx, files = _open(args)
+    services, files = _open(args)
     failed = False
     try:
-        character_id = None
-        if args.character:
-            try:
-                character_id = CharacterLibrary(ctx).resolve(args.character).id
-            except CharacterNotFound as exc:
-                raise UserError(str(exc)) from None
+        character_id = services.characters.resolve(args.character).id if args.character else None
         for name in args.files:
             try:
                 imported = files.import_file(Path(name), name, character_id)
@@ -77,20 +71,18 @@ def run_import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             print(f"storyteller: {name}: {imported.format} chat, {imported.message_count} messages", file=sys.stderr)
             print(_line(ChatListing(imported.chat, imported.character, imported.message_count)), flush=True)
     finally:
-        ctx.close()
+        services.close()
     return 1 if failed else 0
 
 
 def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     target = Path(args.to)
     fmt = args.format or ("md" if target.suffix.lower() in (".md", ".markdown") else "jsonl")
-    ctx, files = _open(args)
+    services, files = _open(args)
     try:
         file_name, data = files.export(args.chat, fmt)
-    except ChatFileError as exc:
-        raise UserError(str(exc)) from None
     finally:
-        ctx.close()
+        services.close()
     path = target / file_name if target.is_dir() else target
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: no such folder")
@@ -100,11 +92,11 @@ def run_export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 
 
 def run_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    ctx, files = _open(args)
+    services, files = _open(args)
     try:
         listings = files.listing()
     finally:
-        ctx.close()
+        services.close()
     for listing in listings:
         print(_line(listing))
     return 0

@@ -1,13 +1,34 @@
-"""Helpers every subcommand shares: the data-dir option, user errors, progress on stderr."""
+"""Helpers every subcommand shares: the data-dir option, the services, load settings, progress on stderr.
+
+A user error (core's `UserError`: exit code 1) is raised, never printed here: `main` catches it once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+from storyteller.core.context import resolve_data_dir
+from storyteller.core.errors import UserError
+from storyteller.core.services import Services
+from storyteller.engine import LoadSettings
+
+__all__ = ["UserError", "add_data_dir_option", "add_no_repack_option", "extra_buffers", "load_settings",
+           "open_services", "print_notice", "print_progress"]
 
 
-class UserError(Exception):
-    """Something the user can fix (a bad file, a bad value, a missing model); exit code 1."""
+def open_services(args: argparse.Namespace) -> Services:
+    """The services of the data folder that --data-dir (else $STORYTELLER_HOME, else the default) names."""
+    return Services.open(resolve_data_dir(args.data_dir))
+
+
+def load_settings(**fields: Any) -> LoadSettings:
+    """Load settings from command-line values; a value llama.cpp cannot take is the user's to fix."""
+    try:
+        return LoadSettings(**fields)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:

@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 from storyteller.cli.common import (
-    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, print_notice, print_progress,
+    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, load_settings, open_services, print_notice,
+    print_progress,
 )
-from storyteller.core.context import AppContext, resolve_data_dir
-from storyteller.core.completion import complete
-from storyteller.core.presets import PresetError, PresetLibrary, sampling_for
-from storyteller.core.router import RoutingTrace, jsonl_records
-from storyteller.engine import LoadSettings
+from storyteller.core.models.completion import complete
+from storyteller.core.presets.presets import sampling_for
+from storyteller.core.routing.router import RoutingTrace, jsonl_records
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -49,21 +48,15 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
-    try:
-        settings = LoadSettings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used,
-                                extra_buffers=extra_buffers(args))
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    settings = load_settings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used,
+                             extra_buffers=extra_buffers(args))
     prompts = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
+    services = open_services(args)
     routing = None
     try:
-        try:
-            preset = PresetLibrary(ctx).get(args.preset) if args.preset else None
-            sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
-        except PresetError as exc:
-            raise UserError(str(exc)) from None
-        info = ctx.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        preset = services.presets.get(args.preset) if args.preset else None
+        sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
+        info = services.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
         print_notice(info.notice)
         if args.routing and not info.expert_count:
             raise UserError(f"{Path(args.model).name} is not a mixture-of-experts model: it has no routing to record")
@@ -71,7 +64,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for prompt in prompts:
             if not prompt.strip():
                 continue
-            result = complete(ctx.engine, prompt, sampling.sampler, sampling.max_tokens, sampling.stop,
+            result = complete(services.engine, prompt, sampling.sampler, sampling.max_tokens, sampling.stop,
                               capture_router=routing is not None)
             print_notice(result.notice)
             if routing is not None:
@@ -83,5 +76,5 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     finally:
         if routing is not None:
             routing.close()
-        ctx.close()
+        services.close()
     return 0

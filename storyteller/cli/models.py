@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from storyteller.cli.common import UserError, add_data_dir_option
-from storyteller.core.context import AppContext, resolve_data_dir
-from storyteller.core.library import USER_ERRORS, Library, RepoView, human_size
+from storyteller.cli.common import UserError, add_data_dir_option, open_services
+from storyteller.core.models.library import Library, RepoView, human_size
 from storyteller.hub.catalog import ModelFiles, choose_by_quant
 
 
@@ -44,14 +44,12 @@ def register(subparsers) -> None:
 
 
 @contextmanager
-def _library(args) -> Library:
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
+def _library(args) -> Iterator[Library]:
+    services = open_services(args)
     try:
-        yield Library(ctx)
-    except USER_ERRORS as exc:
-        raise UserError(str(exc)) from None
+        yield services.library
     finally:
-        ctx.close()
+        services.close()
 
 
 def _emit(args, row: dict, text: str) -> None:

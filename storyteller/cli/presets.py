@@ -9,10 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from storyteller.cli.common import UserError, add_data_dir_option
-from storyteller.core.context import AppContext, resolve_data_dir
-from storyteller.core.preset_import import read_preset_file
-from storyteller.core.presets import PresetError, PresetLibrary, preset_file_name, write_preset_file
+from storyteller.cli.common import UserError, add_data_dir_option, open_services
+from storyteller.core.presets.preset_import import read_preset_file
+from storyteller.core.presets.presets import PresetError, PresetLibrary, preset_file_name, write_preset_file
 
 
 def register(subparsers) -> None:
@@ -53,13 +52,11 @@ def register(subparsers) -> None:
 @contextmanager
 def _library(args: argparse.Namespace) -> Iterator[PresetLibrary]:
     # Presets never need the engine: the context's engine stays unloaded.
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
+    services = open_services(args)
     try:
-        yield PresetLibrary(ctx)
-    except PresetError as exc:
-        raise UserError(str(exc)) from None
+        yield services.presets
     finally:
-        ctx.close()
+        services.close()
 
 
 def run_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

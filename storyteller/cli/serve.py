@@ -7,11 +7,11 @@ import ipaddress
 import sys
 
 from storyteller.cli.common import (
-    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, print_notice, print_progress,
+    add_data_dir_option, add_no_repack_option, extra_buffers, load_settings, open_services, print_notice,
+    print_progress,
 )
-from storyteller.core.context import AppContext, resolve_data_dir
-from storyteller.core.models import load_model
-from storyteller.engine import EngineError, LoadSettings
+from storyteller.core.models.loading import load_model
+from storyteller.engine import EngineError
 
 
 def register(subparsers) -> None:
@@ -55,21 +55,19 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"--host {args.host} would let other machines use Storyteller without a login; "
             "add --auth USER:PASS, or keep the default 127.0.0.1"
         )
-    ctx = AppContext.open(resolve_data_dir(args.data_dir))
-    print(f"Storyteller data folder: {ctx.data_dir}", file=sys.stderr)
+    services = open_services(args)
+    print(f"Storyteller data folder: {services.ctx.data_dir}", file=sys.stderr)
     if args.model:
+        settings = load_settings(model_path=args.model, extra_buffers=extra_buffers(args))
         try:
-            settings = LoadSettings(model_path=args.model, extra_buffers=extra_buffers(args))
-            print_notice(load_model(ctx, settings, on_progress=lambda f: print_progress("loading model", f)).notice)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+            print_notice(load_model(services.ctx, settings, on_progress=lambda f: print_progress("loading model", f)).notice)
         except EngineError as exc:
             # The UI still starts: the user can pick another model there.
             print(f"storyteller: could not load {args.model}: {exc}", file=sys.stderr)
-    from storyteller.ui.app import launch
+    from storyteller.ui.app import launch  # gradio loads only for the one command that needs it
 
     try:
-        launch(ctx, host=args.host, port=args.port, open_browser=not args.no_browser, auth=auth)
+        launch(services, host=args.host, port=args.port, open_browser=not args.no_browser, auth=auth)
     finally:
-        ctx.close()
+        services.close()
     return 0

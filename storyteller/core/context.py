@@ -1,12 +1,13 @@
-"""The app context: everything the UI and the CLI share, built once and passed in."""
+"""The app context: the resources every service shares (data folder, database, settings, engine), opened once.
+
+A leaf: it imports no service. The services themselves are built from it in `core/services.py`.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -15,11 +16,9 @@ from storyteller.engine.interface import Engine
 from storyteller.storage import Database
 from storyteller.storage.settings import SettingsRepository
 
-if TYPE_CHECKING:
-    from storyteller.core.chats import ChatService
-
 DATA_DIR_ENV = "STORYTELLER_HOME"
 DATABASE_FILE = "storyteller.db"
+KERNEL_VERDICTS_FILE = "kernel-checks.json"
 
 
 def resolve_data_dir(flag: str | os.PathLike | None = None) -> Path:
@@ -47,15 +46,12 @@ class AppContext:
             data_dir=data_dir,
             db=db,
             settings=SettingsRepository(db),
-            engine=engine or LocalEngine(log_dir=data_dir / "logs", kernel_verdicts=data_dir / "kernel-checks.json"),
+            engine=engine or LocalEngine(log_dir=data_dir / "logs", kernel_verdicts=data_dir / KERNEL_VERDICTS_FILE),
         )
 
-    @cached_property
-    def chats(self) -> ChatService:
-        """The chat service: one per app, as it keeps the last prompt of each chat."""
-        from storyteller.core.chats import ChatService
-
-        return ChatService(self)
+    def spare_engine(self, name: str) -> Engine:
+        """A second local engine beside the app's own (the loaded model stays), logging to logs/<name>."""
+        return LocalEngine(log_dir=self.data_dir / "logs" / name, kernel_verdicts=self.data_dir / KERNEL_VERDICTS_FILE)
 
     @property
     def models_dir(self) -> Path:

@@ -3,9 +3,11 @@
 from storyteller.engine.interface import (
     Done,
     Engine,
+    EngineCapabilities,
     EngineError,
     GenerateRequest,
     GenerationStats,
+    LoadPlacement,
     LoadSettings,
     ModelInfo,
     PromptProgress,
@@ -20,9 +22,11 @@ from storyteller.engine.local import LocalEngine, gpu_offload_supported
 __all__ = [
     "Done",
     "Engine",
+    "EngineCapabilities",
     "EngineError",
     "GenerateRequest",
     "GenerationStats",
+    "LoadPlacement",
     "LoadSettings",
     "LocalEngine",
     "ModelInfo",

@@ -115,6 +115,37 @@ class ModelInfo:
     extra_buffers: bool = False  # a repack / AMX buffer holds some weights
     notice: str | None = None  # something the user should know about this load, in one sentence
 
+    @property
+    def placement(self) -> LoadPlacement:
+        return LoadPlacement(self.gpu_layers, tuple(self.buffer_types), self.extra_buffers)
+
+
+@dataclass(frozen=True)
+class LoadPlacement:
+    """Where a load put the model's tensors."""
+
+    gpu_layers: int  # layers offloaded to a GPU (the output layer counts as one more)
+    buffer_types: tuple[str, ...]  # llama.cpp's weight buffers ("CPU_Mapped", "CPU_REPACK", "AMX", "CUDA0"…)
+    extra_buffers: bool  # an extra CPU buffer type (repack / AMX) holds some weights
+
+
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine honours, so callers can leave out or refuse what it lacks.
+
+    The local engine honours everything it is asked; an engine behind a server may lack samplers,
+    banned strings, grammars, router capture or an exact tokenizer.
+    """
+
+    sampler_fields: frozenset[str]  # the SamplerSettings fields it applies
+    samplers: tuple[str, ...]  # the sampler chain's stages it has (names of SamplerSettings.samplers)
+    banned_strings: bool  # SamplerSettings.banned_strings are never emitted
+    grammar: bool  # SamplerSettings.grammar (GBNF) constrains the reply
+    router_capture: bool  # GenerateRequest.capture_router fills Done.routing on MoE models
+    tokenizer: bool  # tokenize() gives the model's own ids: token counts are exact
+    kv_snapshots: bool  # the KV cache can be saved to disk and restored (GenerationStats.restored_tokens)
+    context_shift: bool  # cached tokens after a removed block are moved into place (shifted_tokens)
+
 
 @dataclass
 class GenerationStats:
@@ -126,9 +157,11 @@ class GenerationStats:
     gen_tps: float | None
     stop_reason: StopReason
     shifted_tokens: int = 0  # of the reused tokens, those moved into place by a context shift
+    # Of the reused tokens, those restored from a KV snapshot on disk (0 while no engine keeps snapshots).
+    restored_tokens: int = 0
 
     def as_dict(self) -> dict:
-        """The stats as `storyteller generate --json` prints them."""
+        """The stats as `storyteller generate --json` prints them (a fixed set of keys)."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "reused_tokens": self.reused_tokens,
@@ -195,13 +228,41 @@ GenerationEvent = PromptProgress | TextChunk | Done
 
 
 class Engine(Protocol):
-    """One loaded model serving one request at a time."""
+    """One loaded model serving one request at a time: everything the app asks of an engine.
+
+    `core` and `ui` reach the engine only through these members, so a remote engine can stand in.
+    """
 
     @property
-    def model_info(self) -> ModelInfo | None: ...
+    def capabilities(self) -> EngineCapabilities:
+        """What this engine honours (samplers, banned strings, router capture, tokenizer, KV snapshots)."""
+        ...
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """The loaded model, or None when none is (or its worker died)."""
+        ...
+
+    @property
+    def placement(self) -> LoadPlacement | None:
+        """Where the loaded model's tensors went, or None when no model is loaded."""
+        ...
+
+    @property
+    def settings(self) -> LoadSettings | None:
+        """The last load's settings as the caller gave them ("auto" stays "auto").
+
+        Kept after the model ends (a crash, an unload), so it can be loaded again as it was.
+        """
+        ...
 
     # Why the last worker died (None when it did not), until a model loads again.
     crash: WorkerCrashed | None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a load or request is running now."""
+        ...
 
     def load(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo: ...
 

@@ -11,9 +11,11 @@ from pathlib import Path
 
 from storyteller.engine.interface import (
     Done,
+    EngineCapabilities,
     EngineError,
     GenerateRequest,
     GenerationEvent,
+    LoadPlacement,
     LoadSettings,
     ModelInfo,
     Segment,
@@ -21,10 +23,22 @@ from storyteller.engine.interface import (
     WorkerCrashed,
 )
 from storyteller.engine.kernel_check import CRASH_SIGNALS, KernelVerdicts, model_tensor_types
+from storyteller.engine.sampling import SAMPLER_NAMES, SamplerSettings
 from storyteller.engine.worker import Command, buffer_types_in_log, worker_main
 
 LOG_TAIL_LINES = 8
 POLL_SECONDS = 0.05
+# llama.cpp in a worker honours every sampler setting; KV snapshots are not kept (yet).
+LOCAL_CAPABILITIES = EngineCapabilities(
+    sampler_fields=frozenset(SamplerSettings.model_fields),
+    samplers=SAMPLER_NAMES,
+    banned_strings=True,
+    grammar=True,
+    router_capture=True,
+    tokenizer=True,
+    kv_snapshots=False,
+    context_shift=True,
+)
 
 
 def gpu_offload_supported() -> bool:
@@ -47,7 +61,7 @@ class LocalEngine:
         self._conn = None
         self._lifeline = None
         self._info: ModelInfo | None = None
-        self.settings: LoadSettings | None = None  # as the caller gave them ("auto" stays "auto")
+        self.settings: LoadSettings | None = None  # the last load's, as the caller gave them; kept after it ends
         self._worker_settings: LoadSettings | None = None  # as the worker got them
         self.verdicts = KernelVerdicts(kernel_verdicts, self.log_dir)
         self._kernels_off: set[str] = set()  # model files whose extra buffer kernels crashed here
@@ -60,6 +74,15 @@ class LocalEngine:
                 if self._process is not None:
                     self._record_crash()
         return self._info if self._process is not None else None
+
+    @property
+    def capabilities(self) -> EngineCapabilities:
+        return LOCAL_CAPABILITIES
+
+    @property
+    def placement(self) -> LoadPlacement | None:
+        info = self.model_info
+        return info.placement if info is not None else None
 
     @property
     def worker_settings(self) -> LoadSettings | None:

@@ -12,17 +12,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.card_files import CardFileError
-from storyteller.core.characters import (
-    Character,
-    CharacterLibrary,
-    CharacterNotFound,
-    card_tokens,
-    macro_context,
-)
-from storyteller.core.context import AppContext
-from storyteller.core.lorebook import LorebookDoc, card_lorebook
-from storyteller.core.personas import PersonaLibrary
+from storyteller.core.cards.card_files import CardFileError
+from storyteller.core.cards.cards import card_lorebook
+from storyteller.core.cards.character_context import card_tokens, macro_context
+from storyteller.core.cards.characters import Character, CharacterLibrary, CharacterNotFound
+from storyteller.core.lore.book import LorebookDoc
+from storyteller.core.services import Services
+from storyteller.engine.interface import Engine
 from storyteller.ui.chat_tab import NARRATOR_CHOICE
 from storyteller.ui.lorebook_editor import build_lorebook_editor, split_list
 
@@ -46,8 +42,8 @@ def _caption(character: Character) -> str:
     return f"{character.name} · {tags}" if tags else character.name
 
 
-def describe_tokens(character: Character, ctx: AppContext, user: str) -> str:
-    tokens = card_tokens(character.card, ctx.engine, macro_context(character.card, user))
+def describe_tokens(character: Character, engine: Engine, user: str) -> str:
+    tokens = card_tokens(character.card, engine, macro_context(character.card, user))
     mark = "~" if tokens.permanent.estimated else ""
     how = "estimated, no model loaded" if tokens.permanent.estimated else "with the loaded model's tokenizer"
     return (
@@ -67,9 +63,9 @@ def import_report(results) -> str:
     return "  \n".join(lines)
 
 
-def build(ctx: AppContext) -> dict:
-    library = CharacterLibrary(ctx)
-    personas = PersonaLibrary(ctx)
+def build(services: Services) -> dict:
+    library = services.characters
+    personas = services.personas
     library.media.root.mkdir(parents=True, exist_ok=True)
     # Avatars are served from the data folder as they are, not copied into Gradio's cache.
     gr.set_static_paths([library.media.root])
@@ -232,7 +228,7 @@ def build(ctx: AppContext) -> dict:
             return personas.active(persona_id if persona_id not in (None, NO_PERSONA) else None).name
 
         def on_tokens(character_id, persona_id):
-            return describe_tokens(library.get(character_id), ctx, user_name(persona_id)) if character_id is not None else ""
+            return describe_tokens(library.get(character_id), services.engine, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
         tab.select(lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(persona_choices, persona, persona)
@@ -259,16 +255,16 @@ def build(ctx: AppContext) -> dict:
     return {"characters_chat_button": chat_btn, "characters_chat_inputs": [selected, persona]}
 
 
-def connect(ctx: AppContext, exports: dict, demo: gr.Blocks) -> None:
+def connect(services: Services, exports: dict, demo: gr.Blocks) -> None:
     """"Chat with this character" starts a chat (greetings as swipes) and shows it in the Chat tab."""
-    personas = PersonaLibrary(ctx)
+    personas = services.personas
     open_chat, open_outputs = exports["chat_open"], exports["chat_open_outputs"]
 
-    library = CharacterLibrary(ctx)
+    library = services.characters
 
     def on_chat(character_id, persona_id):
         known = persona_id not in (None, NO_PERSONA) and personas.get(persona_id) is not None
-        chat = ctx.chats.new_chat(character_id, persona_id if known else None)
+        chat = services.chats.new_chat(character_id, persona_id if known else None)
         _, *opened = open_chat(chat.id, str(character_id))
         # The Chat tab's character list was made before this card came in: give it the current one.
         choices = [NARRATOR_CHOICE, *((c.name, str(c.id)) for c in library.all())]

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.characters import CharacterLibrary
-from storyteller.core.chat_files import ChatFileError, ChatFiles
-from storyteller.core.context import AppContext
+from storyteller.core.chat.chat_files import ChatFileError
+from storyteller.core.services import Services
 
 MATCH_BY_NAME = ("The character the file names (else the narrator)", "match")
 NARRATOR = ("Narrator (no character)", "")
 
 
-def build(ctx: AppContext) -> None:
-    files = ChatFiles(ctx)
-    characters = CharacterLibrary(ctx)
+def build(services: Services) -> None:
+    files = services.chat_files
+    characters = services.characters
     export_root = Path(tempfile.mkdtemp(prefix="storyteller-chats-"))
 
     with gr.Tab("Import / Export", id="chat-files") as tab:

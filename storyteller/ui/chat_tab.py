@@ -12,25 +12,23 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from storyteller.core.characters import CharacterLibrary
-from storyteller.core.chats import (
+from storyteller.core.chat.chats import (
     DEFAULT_REPLY_TOKENS,
     ChatError,
     ChatView,
     PromptReport,
     ReplyOptions,
 )
-from storyteller.core.context import AppContext
-from storyteller.core.models import last_load_settings
-from storyteller.core.presets import PresetLibrary
-from storyteller.core.replies import (
+from storyteller.core.chat.replies import (
     ChatEvent,
     ReplyFinished,
     ReplyProgress,
     ReplyStarted,
     ReplyText,
 )
-from storyteller.core.templates import TEMPLATE_IDS
+from storyteller.core.errors import UserError
+from storyteller.core.prompting.templates import TEMPLATE_IDS
+from storyteller.core.services import Services
 from storyteller.engine import EngineError, GenerationStats, WorkerCrashed
 from storyteller.ui.model_tab import load_with_progress
 
@@ -102,9 +100,9 @@ def crash_updates(crash: WorkerCrashed) -> tuple:
     return gr.update(value=text, visible=True), gr.update(visible=True)
 
 
-def build(ctx: AppContext) -> dict:
-    chats = ctx.chats
-    characters = CharacterLibrary(ctx)
+def build(services: Services) -> dict:
+    chats = services.chats
+    characters = services.characters
 
     def character_choices():
         return [NARRATOR_CHOICE] + [(c.name, str(c.id)) for c in characters.all()]
@@ -179,7 +177,7 @@ def build(ctx: AppContext) -> dict:
             view = chats.view(current)
             notes = [n for n in (view.notice,) if n]
             settings = view.chat.settings
-            presets = PresetLibrary(ctx).names()
+            presets = services.presets.names()
             return (
                 chat_messages(view),
                 gr.update(value="  \n".join(f"⚠ {n}" for n in notes), visible=bool(notes)),
@@ -207,7 +205,7 @@ def build(ctx: AppContext) -> dict:
         def stream(events: Iterator[ChatEvent], current: str, into_input: bool = False):
             """Yields (message box, chatbot, stats, crash box, reload button, chat id) while a reply streams."""
             keep = gr.update()
-            info = ctx.engine.model_info
+            info = services.engine.model_info
             base = chat_messages(chats.view(current))
             last_redraw = 0.0
             try:
@@ -239,7 +237,7 @@ def build(ctx: AppContext) -> dict:
                         yield (event.text.strip() if into_input else keep), messages, line, keep, keep, current
             except WorkerCrashed as crash:
                 yield keep, chat_messages(chats.view(current)), "", *crash_updates(crash), current
-            except (ChatError, EngineError) as exc:
+            except (UserError, EngineError) as exc:
                 yield keep, chat_messages(chats.view(current)), f"**Could not generate:** {exc}", keep, keep, current
 
         def guarded(action):
@@ -247,9 +245,9 @@ def build(ctx: AppContext) -> dict:
 
             def handler(text: str, current: str, character_value: str, limit: float):
                 keep = gr.update()
-                if ctx.engine.model_info is None:
-                    if ctx.engine.crash is not None:
-                        yield keep, keep, "", *crash_updates(ctx.engine.crash), current
+                if services.engine.model_info is None:
+                    if services.engine.crash is not None:
+                        yield keep, keep, "", *crash_updates(services.engine.crash), current
                     else:
                         gr.Warning("No model is loaded: choose one in the Model or Library tab.")
                         yield keep, keep, keep, keep, keep, current
@@ -316,7 +314,7 @@ def build(ctx: AppContext) -> dict:
         swipe_left.click(swipe(-1), stream_inputs, stream_outputs, concurrency_id="engine")
         swipe_right.click(swipe(+1), stream_inputs, stream_outputs, concurrency_id="engine")
         # Stop must not wait in the engine's queue behind the reply it stops.
-        stop_btn.click(ctx.engine.stop, queue=False)
+        stop_btn.click(services.engine.stop, queue=False)
 
         # --- chats --------------------------------------------------------------------------------
 
@@ -447,13 +445,13 @@ def build(ctx: AppContext) -> dict:
         # --- crash recovery ----------------------------------------------------------------------
 
         def on_reload():
-            settings = ctx.engine.settings or last_load_settings(ctx)
+            settings = services.engine.settings or services.settings.last_load()
             if settings is None:
                 yield "No earlier model to load: use the Model tab.", gr.update(), gr.update()
                 return
-            for line in load_with_progress(ctx, settings):
+            for line in load_with_progress(services, settings):
                 yield line, gr.update(), gr.update()
-            loaded = ctx.engine.model_info is not None
+            loaded = services.engine.model_info is not None
             yield line, gr.update(visible=not loaded), gr.update(visible=not loaded)
 
         reload_btn.click(on_reload, outputs=[stats, crash_box, reload_btn], concurrency_id="engine")
@@ -467,6 +465,6 @@ def build(ctx: AppContext) -> dict:
     }
 
 
-def connect(ctx: AppContext, exports: dict, demo: gr.Blocks) -> None:
+def connect(services: Services, exports: dict, demo: gr.Blocks) -> None:
     handler, inputs, outputs = exports["chat_page_load"]
     demo.load(handler, inputs, outputs)

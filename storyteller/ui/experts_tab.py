@@ -1,4 +1,4 @@
-"""Experts tab (issue 7): which experts of a MoE model wrote each reply, and how many should.
+"""Experts tab: which experts of a MoE model wrote each reply, and how many should.
 
 Pick a chat and one of its replies: a layer × expert heatmap of the reply's generated tokens, its
 words coloured by their leading expert (hover or click one for its experts in every layer), and
@@ -14,21 +14,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.chats import ChatError
-from storyteller.core.context import AppContext
-from storyteller.core.experts import (
-    ExpertsError,
-    ReplyRouting,
-    capture_enabled,
-    chat_jsonl,
-    chat_routing,
-    compare_expert_counts,
-    expert_sources,
-    routed_chats,
-    set_capture,
-)
-from storyteller.core.models import describe_model
-from storyteller.core.router import (
+from storyteller.core.errors import UserError
+from storyteller.core.models.loading import describe_model
+from storyteller.core.routing.experts import ReplyRouting
+from storyteller.core.routing.router import (
     RoutingDataError,
     RoutingTrace,
     UsageSummary,
@@ -37,13 +26,13 @@ from storyteller.core.router import (
     source_shares,
     summarize,
 )
+from storyteller.core.services import Services
 from storyteller.engine import EngineError
 
 CAPTURE_INFO = (
     "Off by default. Switching it on or off recreates the model's context, so the next reply reads its "
     "whole prompt again once; while on, generation is a few percent slower."
 )
-USER_ERRORS = (ExpertsError, ChatError, EngineError, RoutingDataError)
 HEAT_RGB = "37, 99, 235"
 
 CSS = """
@@ -139,14 +128,14 @@ def compare_html(replies) -> str:
     return f'<div class="xp-compare">{"".join(columns)}</div>'
 
 
-def build(ctx: AppContext) -> None:
+def build(services: Services) -> None:
     with gr.Tab("Experts", id="experts") as tab:
         gr.Markdown(
             "Which experts of a mixture-of-experts model wrote each reply. Switch recording on, write a reply "
             "in the Chat tab, and come back: hover or click a word to see its experts in every layer."
         )
         with gr.Row():
-            capture = gr.Checkbox(capture_enabled(ctx), label="Record which experts write each reply",
+            capture = gr.Checkbox(services.experts.capture_enabled(), label="Record which experts write each reply",
                                   info=CAPTURE_INFO, elem_id="experts-capture", scale=2)
             capture_md = gr.Markdown(elem_id="experts-capture-status")
         model_md = gr.Markdown(elem_id="experts-model")
@@ -173,18 +162,18 @@ def build(ctx: AppContext) -> None:
         routing_state = gr.State([])  # the chat's ReplyRouting list, for the reply picker
 
         def model_line() -> str:
-            info = ctx.engine.model_info
+            info = services.engine.model_info
             if info is None:
                 return "No model loaded."
             if not info.expert_count:
                 return f"{describe_model(info)}  \n**This model has no experts** (a dense model): there is no router to show."
-            sources = expert_sources(ctx, info.path, info.expert_count)
+            sources = services.experts.expert_sources(info.path, info.expert_count)
             if sources is None:
                 return describe_model(info)
             return f"{describe_model(info)}  \nExperts: {', '.join(expert_labels(info.expert_count, sources))}"
 
         def chats_update(current: str | None):
-            choices = [(title, chat_id) for chat_id, title in routed_chats(ctx)]
+            choices = [(title, chat_id) for chat_id, title in services.experts.routed_chats()]
             ids = [chat_id for _, chat_id in choices]
             return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
 
@@ -195,13 +184,13 @@ def build(ctx: AppContext) -> None:
             if not chat_id:
                 return [], gr.update(choices=[], value=None), "No chats yet.", "", ""
             try:
-                replies = chat_routing(ctx, chat_id)
+                replies = services.experts.chat_routing(chat_id)
                 if not replies:
                     note = ("This chat has no recorded routing yet: switch recording on above and write a reply "
                             "(a dense model records nothing).")
                     return [], gr.update(choices=[], value=None), note, "", ""
                 chat_head, chat_table = chat_summary(replies)
-            except USER_ERRORS as exc:
+            except (UserError, EngineError) as exc:
                 return [], gr.update(choices=[], value=None), f"**{exc}**", "", ""
             choices = [(f"Reply {i + 1}: {_snippet(r.text)}", r.message_id) for i, r in enumerate(replies)]
             return replies, gr.update(choices=choices, value=replies[-1].message_id), "", chat_head, chat_table
@@ -211,7 +200,7 @@ def build(ctx: AppContext) -> None:
             same_model = [t for r in replies for t in r.traces
                           if (t.capture.model_path, t.capture.expert_count, t.layers) == (last.model_path, last.expert_count, last.layers)]
             summary = summarize(same_model)
-            sources = expert_sources(ctx, last.model_path, last.expert_count)
+            sources = services.experts.expert_sources(last.model_path, last.expert_count)
             labels = expert_labels(last.expert_count, sources)
             text = f"{headline(summary, labels, 'this chat')} {sources_line(summary, sources)}"
             return text, heatmap_html(summary, labels)
@@ -221,7 +210,7 @@ def build(ctx: AppContext) -> None:
             if reply is None:
                 return gr.update(), "", ""
             capture_info = reply.traces[0].capture
-            sources = expert_sources(ctx, capture_info.model_path, capture_info.expert_count)
+            sources = services.experts.expert_sources(capture_info.model_path, capture_info.expert_count)
             labels = expert_labels(capture_info.expert_count, sources)
             try:
                 summary = summarize(reply.traces)
@@ -234,7 +223,7 @@ def build(ctx: AppContext) -> None:
             return text, heatmap_html(summary, labels), words_html(reply.traces, labels)
 
         def on_capture(on: bool):
-            set_capture(ctx, on)
+            services.experts.set_capture(on)
             if on:
                 return "Recording is **on**: the next reply reads its whole prompt again once, then its routing is kept."
             return "Recording is **off**: the next reply reads its whole prompt again once (the context is recreated)."
@@ -243,8 +232,8 @@ def build(ctx: AppContext) -> None:
             if not chat_id:
                 return gr.update(visible=False), "Pick a chat first."
             try:
-                text = chat_jsonl(ctx, chat_id)
-            except USER_ERRORS as exc:
+                text = services.experts.chat_jsonl(chat_id)
+            except (UserError, EngineError) as exc:
                 return gr.update(visible=False), f"**{exc}**"
             path = Path(tempfile.mkdtemp(prefix="storyteller-routing-")) / f"routing-{chat_id}.jsonl"
             path.write_text(text, encoding="utf-8")
@@ -256,9 +245,9 @@ def build(ctx: AppContext) -> None:
                 yield "Pick a chat first.", ""
                 return
             try:
-                for step in compare_expert_counts(ctx, chat_id):
+                for step in services.experts.compare_expert_counts(chat_id):
                     yield step.status, compare_html(step.replies)
-            except USER_ERRORS as exc:
+            except (UserError, EngineError) as exc:
                 yield f"**{exc}**", ""
 
         reply_outputs = [summary_md, heatmap, words]

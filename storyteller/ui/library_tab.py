@@ -9,9 +9,11 @@ import threading
 
 import gradio as gr
 
-from storyteller.core.context import AppContext
-from storyteller.core.library import USER_ERRORS, FileCheck, Library, RepoView, human_size
+from storyteller.core.errors import UserError
+from storyteller.core.models.library import FileCheck, Library, RepoView, human_size
+from storyteller.core.services import Services
 from storyteller.hub.catalog import CatalogEntry, ModelFiles
+from storyteller.hub.client import HubError
 from storyteller.hub.download import TransferProgress
 from storyteller.ui.model_tab import load_with_progress
 
@@ -65,8 +67,8 @@ def local_rows(library: Library) -> list[list]:
     return rows
 
 
-def build(ctx: AppContext) -> None:
-    library = Library(ctx)
+def build(services: Services) -> None:
+    library = services.library
     cancels: dict[str, threading.Event] = {}  # per browser session: what Cancel sets
     with gr.Tab("Library", id="library") as tab:
         with gr.Row():
@@ -121,7 +123,7 @@ def build(ctx: AppContext) -> None:
                 default = library.default_model(view)
                 check = library.check_file(view.listing.repo_id, default, view.listing.commit)
                 fits = library.fits_for(view, check)
-            except USER_ERRORS as exc:
+            except (UserError, HubError) as exc:
                 return None, [], gr.update(choices=[], value=None), f"**{exc}**"
             rows = [[m.quant or "?", human_size(m.size), m.name + (f" ({len(m.parts)} parts)" if m.is_split else ""),
                      f"{f.verdict} · {f.placement}"]
@@ -135,13 +137,13 @@ def build(ctx: AppContext) -> None:
                 return gr.update()
             try:
                 return check_text(model, library.check_file(view.listing.repo_id, model, view.listing.commit))
-            except USER_ERRORS as exc:
+            except (UserError, HubError) as exc:
                 return f"**{exc}**"
 
         def on_search(text):
             try:
                 hits = library.search(text or "")
-            except USER_ERRORS as exc:
+            except (UserError, HubError) as exc:
                 return gr.update(choices=[], value=None, label=f"Search: {exc}")
             choices = [(f"{h.repo_id} · {h.downloads} downloads", h.repo_id) for h in hits]
             return gr.update(choices=choices, value=None, label=f"Search results: {len(hits)} repos (pick one)")
@@ -160,7 +162,7 @@ def build(ctx: AppContext) -> None:
                     outcome["record"] = library.download(
                         view.listing.repo_id, model, view.listing.commit, cancel=cancel,
                         on_progress=lambda p: updates.put(("progress", p)), on_status=lambda s: updates.put(("status", s)))
-                except USER_ERRORS as exc:
+                except (UserError, HubError) as exc:
                     outcome["error"] = exc
                 finally:
                     updates.put(None)
@@ -191,15 +193,15 @@ def build(ctx: AppContext) -> None:
             try:
                 record = library.find(name or "")
                 settings = library.prepare_load(record)
-            except USER_ERRORS as exc:
+            except (UserError, HubError) as exc:
                 yield f"**{exc}**"
                 return
-            yield from load_with_progress(ctx, settings)
+            yield from load_with_progress(services, settings)
 
         def on_remove(name):
             try:
                 record = library.remove(name or "")
-            except USER_ERRORS as exc:
+            except (UserError, HubError) as exc:
                 return refresh_local(f"**{exc}**")
             kept = " (the file stays where it is)" if record.source == "added" else " and deleted its files"
             return refresh_local(f"Removed **{record.name}**{kept}.")
@@ -207,7 +209,7 @@ def build(ctx: AppContext) -> None:
         def on_add(path):
             try:
                 record = library.add_existing(path or "")
-            except USER_ERRORS as exc:
+            except (UserError, HubError) as exc:
                 return refresh_local(f"**{exc}**")
             return refresh_local(f"Added **{record.name}** from {record.path}.")
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from storyteller.core.lorebook import ST_LOGIC, ST_POSITIONS, LoreEntry, LorebookDoc
+from storyteller.core.lore.book import ST_LOGIC, ST_POSITIONS, LorebookDoc, LoreEntry
 
 LOGIC_LABELS = {"and_any": "AND any", "and_all": "AND all", "not_any": "NOT any", "not_all": "NOT all"}
 POSITION_LABELS = {

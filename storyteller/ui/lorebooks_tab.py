@@ -7,17 +7,18 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.card_files import CardFileError, safe_file_name
-from storyteller.core.context import AppContext
-from storyteller.core.lorebook import LorebookDoc
-from storyteller.core.world_info import LorebookLibrary, lorebook_json
+from storyteller.core.cards.card_export import safe_file_name
+from storyteller.core.cards.card_files import CardFileError
+from storyteller.core.cards.lorebooks import lorebook_json
+from storyteller.core.lore.book import LorebookDoc
+from storyteller.core.services import Services
 from storyteller.ui.lorebook_editor import build_lorebook_editor
 
 FORMAT_NAMES = {"lorebook_v3": "V3 lorebook", "card_book": "character book", "world_info": "SillyTavern world info"}
 
 
-def build(ctx: AppContext) -> None:
-    books = LorebookLibrary(ctx)
+def build(services: Services) -> None:
+    books = services.lorebooks
     export_root = Path(tempfile.mkdtemp(prefix="storyteller-lorebooks-"))
 
     def load(book_id: int) -> LorebookDoc:

@@ -9,8 +9,8 @@ from pathlib import Path
 import gradio as gr
 from pydantic import ValidationError
 
-from storyteller.core.context import AppContext
-from storyteller.core.models import describe_model, last_load_settings, load_model
+from storyteller.core.models.loading import describe_model, load_model
+from storyteller.core.services import Services
 from storyteller.engine import EngineError, LoadSettings, WorkerCrashed, gpu_offload_supported
 
 REBUILD_HINT = (
@@ -59,14 +59,14 @@ def _optional_int(value, what: str) -> int | None:
         raise ValueError(f"{what} must be a whole number, or empty") from None
 
 
-def load_with_progress(ctx: AppContext, settings: LoadSettings):
+def load_with_progress(services: Services, settings: LoadSettings):
     """Loads in a thread and yields status lines as llama.cpp reports progress."""
     updates: queue.Queue = queue.Queue()
     outcome: dict = {}
 
     def work():
         try:
-            outcome["info"] = load_model(ctx, settings, on_progress=lambda f: updates.put(f))
+            outcome["info"] = load_model(services.ctx, settings, on_progress=lambda f: updates.put(f))
         except EngineError as exc:
             outcome["error"] = exc
         finally:
@@ -85,8 +85,8 @@ def load_with_progress(ctx: AppContext, settings: LoadSettings):
         yield f"Loaded: {describe_model(outcome['info'])}"
 
 
-def build(ctx: AppContext) -> None:
-    saved = last_load_settings(ctx) or LoadSettings(model_path="")
+def build(services: Services) -> None:
+    saved = services.settings.last_load() or LoadSettings(model_path="")
     with gr.Tab("Model", id="model"):
         gr.Markdown(gpu_line())
         with gr.Row():
@@ -127,7 +127,7 @@ def build(ctx: AppContext) -> None:
         with gr.Row():
             load_btn = gr.Button("Load model", variant="primary", elem_id="load-model")
             unload_btn = gr.Button("Unload")
-        status = gr.Markdown(describe_model(ctx.engine.model_info), elem_id="load-status")
+        status = gr.Markdown(describe_model(services.engine.model_info), elem_id="load-status")
 
         inputs = [path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts,
                   extra_buffers]
@@ -138,10 +138,10 @@ def build(ctx: AppContext) -> None:
             except (ValueError, ValidationError) as exc:
                 yield f"**Check the settings:** {_first_error(exc)}"
                 return
-            yield from load_with_progress(ctx, settings)
+            yield from load_with_progress(services, settings)
 
         def on_unload():
-            ctx.engine.unload()
+            services.engine.unload()
             return describe_model(None)
 
         picker.change(lambda chosen: chosen or gr.update(), inputs=picker, outputs=path)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.card_files import CardFileError
-from storyteller.core.context import AppContext
-from storyteller.core.personas import PersonaLibrary
+from storyteller.core.cards.card_files import CardFileError
+from storyteller.core.errors import UserError
+from storyteller.core.services import Services
 
 
-def build(ctx: AppContext) -> None:
-    personas = PersonaLibrary(ctx)
+def build(services: Services) -> None:
+    personas = services.personas
     personas.media.root.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([personas.media.root])
 
@@ -53,7 +53,7 @@ def build(ctx: AppContext) -> None:
         def on_save(persona_id, new_name, new_description):
             try:
                 personas.update(persona_id, new_name, new_description)
-            except (ValueError, LookupError) as exc:
+            except UserError as exc:
                 gr.Warning(str(exc))
             return show(persona_id)
 

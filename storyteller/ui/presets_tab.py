@@ -10,9 +10,8 @@ from pathlib import Path
 import gradio as gr
 from annotated_types import Ge, Gt, Le
 
-from storyteller.core.context import AppContext
-from storyteller.core.preset_import import read_preset_file
-from storyteller.core.presets import (
+from storyteller.core.presets.preset_import import read_preset_file
+from storyteller.core.presets.presets import (
     Preset,
     PresetError,
     PresetLibrary,
@@ -20,6 +19,7 @@ from storyteller.core.presets import (
     preset_from_settings,
     write_preset_file,
 )
+from storyteller.core.services import Services
 from storyteller.engine import SamplerSettings
 from storyteller.engine.sampling import SAMPLER_NAMES
 
@@ -151,8 +151,8 @@ def status_line(library: PresetLibrary, name: str, modified: bool) -> str:
     return f"**{name}** · {kind}{default}" + (f" · **{MODIFIED}**" if modified else "")
 
 
-def build(ctx: AppContext) -> None:
-    library = PresetLibrary(ctx)
+def build(services: Services) -> None:
+    library = services.presets
     with gr.Tab("Presets", id="presets"):
         with gr.Row():
             picker = gr.Dropdown(label="Preset", scale=3, elem_id="preset-picker")

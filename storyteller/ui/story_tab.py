@@ -13,32 +13,29 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from storyteller.core.chats import ChatError
-from storyteller.core.context import AppContext
-from storyteller.core.presets import PresetLibrary
-from storyteller.core.replies import (
+from storyteller.core.chat.chats import ChatError
+from storyteller.core.chat.replies import (
     ChatEvent,
     ReplyFinished,
     ReplyProgress,
     ReplyStarted,
     ReplyText,
 )
-from storyteller.core.stories import (
+from storyteller.core.chat.stories import (
     MAX_NOTE_LINES,
     MAX_STORY_TOKENS,
     StoryError,
-    StoryService,
 )
-from storyteller.core.world_info import LorebookLibrary
+from storyteller.core.services import Services
 from storyteller.engine import EngineError
 from storyteller.ui.chat_tab import REDRAW_SECONDS, stats_line
 
 DEFAULT_PRESET_CHOICE = ("The default preset", "")
 
 
-def build(ctx: AppContext) -> None:
-    stories = StoryService(ctx)
-    lorebooks = LorebookLibrary(ctx)
+def build(services: Services) -> None:
+    stories = services.stories
+    lorebooks = services.lorebooks
 
     with gr.Tab("Story", id="story") as tab:
         story_id = gr.Textbox(visible=False, elem_id="story-id")
@@ -103,7 +100,7 @@ def build(ctx: AppContext) -> None:
                 listed = stories.list_stories()
                 current = listed[0].chat.id if listed else stories.new_story().id
             book_choices = [(b.name, b.id) for b in lorebooks.all()]
-            preset_choices = [DEFAULT_PRESET_CHOICE] + [(p, p) for p in PresetLibrary(ctx).names()]
+            preset_choices = [DEFAULT_PRESET_CHOICE] + [(p, p) for p in services.presets.names()]
             view = stories.view(current)
             settings = view.settings
             known = {b for _, b in book_choices}
@@ -147,7 +144,7 @@ def build(ctx: AppContext) -> None:
                     last_redraw = time.monotonic()
                     yield update
                 elif isinstance(event, ReplyFinished):
-                    line = stats_line(event.stats, ctx.engine.model_info.n_ctx)
+                    line = stats_line(event.stats, services.engine.model_info.n_ctx)
                     if event.trimmed_tokens:
                         line += f" · {event.trimmed_tokens} oldest tokens left the context"
                     if event.notice:
@@ -159,7 +156,7 @@ def build(ctx: AppContext) -> None:
             """A streaming handler: stores the page's text and settings, then streams `action(story id)`."""
 
             def handler(current: str, text: str, *settings):
-                if ctx.engine.model_info is None:
+                if services.engine.model_info is None:
                     gr.Warning("No model is loaded: choose one in the Model or Library tab.")
                     yield {}
                     return
@@ -207,7 +204,7 @@ def build(ctx: AppContext) -> None:
         generate_btn.click(generating(stories.continue_story), page_inputs, stream_outputs, concurrency_id="engine")
         retry_btn.click(generating(stories.retry), page_inputs, stream_outputs, concurrency_id="engine")
         # Stop must not wait in the engine's queue behind the continuation it stops.
-        stop_btn.click(ctx.engine.stop, queue=False)
+        stop_btn.click(services.engine.stop, queue=False)
         undo_btn.click(stepping(stories.undo), page_inputs, view_outputs)
         redo_btn.click(stepping(stories.redo), page_inputs, view_outputs)
         document.blur(storing(True), page_inputs, view_outputs, show_progress="hidden")
@@ -221,7 +218,7 @@ def build(ctx: AppContext) -> None:
 
         def on_rename(current: str, new_title: str):
             try:
-                ctx.chats.rename(current, new_title)  # a story is a chat
+                services.chats.rename(current, new_title)  # a story is a chat
             except ChatError as exc:
                 gr.Warning(str(exc))
             return show(current)

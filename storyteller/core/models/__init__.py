@@ -1,0 +1,1 @@
+"""Models: the model library (Hub, downloads, conversion, local registry), loading a model, plain completions."""

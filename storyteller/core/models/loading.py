@@ -1,0 +1,61 @@
+"""Loading models: "auto" GPU layers from the fit estimate, the last load settings kept (so the app can
+offer them again and reload after a crash), and what is loaded in one line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from storyteller.core.context import AppContext
+from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
+from storyteller.core.models.machine import probe_machine
+from storyteller.core.settings_keys import AppSettings
+from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported
+from storyteller.hub.fit import Machine, ModelShape, estimate_fit
+
+
+def load_model(ctx: AppContext, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
+    """Loads a model; "auto" GPU layers become the number the fit estimate suggests for this machine."""
+    chosen = settings
+    if settings.n_gpu_layers == "auto" and gpu_offload_supported():
+        layers = gpu_layers_for(settings.model_path, settings.n_ctx, probe_machine(ctx), settings.cache_type_k)
+        settings = settings.model_copy(update={"n_gpu_layers": layers})
+    info = ctx.engine.load(settings, on_progress)
+    AppSettings(ctx.settings).set_last_load(chosen)
+    return info
+
+
+def last_load_settings(ctx: AppContext) -> LoadSettings | None:
+    return AppSettings(ctx.settings).last_load()
+
+
+def gpu_layers_for(path: str | Path, n_ctx: int, machine: Machine, cache_type: str = "f16") -> int:
+    """n_gpu_layers from the fit estimate on the file's header: what "auto" means for this machine."""
+    parts = split_parts(Path(path))
+    shape = ModelShape.from_header(read_local_header(parts[0]), sum(size_or_zero(p) for p in parts))
+    return estimate_fit(shape, n_ctx, machine, cache_type).gpu_layers
+
+
+def describe_engine(ctx: AppContext) -> str:
+    """One line for status bars: what is loaded, or that the worker crashed."""
+    info = ctx.engine.model_info
+    if info is None and ctx.engine.crash is not None:
+        return "⚠ The model worker crashed: see the Chat tab to load it again"
+    return describe_model(info)
+
+
+def describe_model(info: ModelInfo | None) -> str:
+    """What is loaded and how, in one line."""
+    if info is None:
+        return "No model loaded"
+    name = info.path.replace("\\", "/").rsplit("/", 1)[-1]
+    parts = [name, f"{info.n_params / 1e9:.2f}B params" if info.n_params >= 1e8 else f"{info.n_params / 1e6:.1f}M params"]
+    if info.expert_count:
+        parts.append(f"{info.expert_used_count} of {info.expert_count} experts per token")
+    parts.append(f"context {info.n_ctx}")
+    parts.append(f"{info.gpu_layers} layers on GPU" if info.gpu_layers else "CPU")
+    extra = [name for name in info.buffer_types if name == "AMX" or "REPACK" in name]
+    if extra:
+        parts.append("repacked weights" if extra == ["CPU_REPACK"] else " + ".join(extra))
+    line = " · ".join(parts)
+    return f"{line}  \n⚠ {info.notice}" if info.notice else line

@@ -1,0 +1,156 @@
+"""The Experts panel's service: router capture on or off, the captures of a chat's replies, the source
+models of a catalog model's experts, the JSON Lines export, and a reply written again with 1, 2 and 3
+experts per token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from storyteller.core.context import AppContext
+from storyteller.core.errors import UserError
+from storyteller.core.models.completion import finish
+from storyteller.core.models.library import Library
+from storyteller.core.routing.capture import reply_traces
+from storyteller.core.routing.router import RoutingTrace, UsageSummary, jsonl_records, summarize
+from storyteller.core.settings_keys import AppSettings
+from storyteller.engine import GenerateRequest
+from storyteller.hub.catalog import CatalogEntry
+from storyteller.storage.chats import ChatRepository
+
+COMPARE_MAX_EXPERTS = 3
+
+
+class ExpertsError(UserError, ValueError):
+    """Something the Experts panel cannot do right now; the message says why."""
+
+
+class _Message(Protocol):
+    id: int
+    role: str
+    content: str
+
+
+class _ChatView(Protocol):
+    @property
+    def messages(self) -> Sequence[_Message]: ...
+
+
+class ChatReplies(Protocol):
+    """What the panel needs of the chat service (which sits above this package and is handed in)."""
+
+    def view(self, chat_id: str) -> _ChatView: ...
+
+    def rerun_request(self, chat_id: str) -> GenerateRequest: ...
+
+
+@dataclass
+class ReplyRouting:
+    message_id: int
+    text: str
+    traces: list[RoutingTrace]  # one per request that wrote the reply
+
+
+@dataclass
+class ComparedReply:
+    experts_used: int
+    text: str
+    generated_tokens: int
+    gen_tps: float | None
+    usage: UsageSummary | None  # when capture is on
+
+
+@dataclass
+class CompareProgress:
+    status: str
+    replies: list[ComparedReply] = field(default_factory=list)
+
+
+class Experts:
+    def __init__(self, ctx: AppContext, chats: ChatReplies, library: Library):
+        self.ctx = ctx
+        self.chats = chats
+        self.library = library
+        self.settings = AppSettings(ctx.settings)
+
+    # --- capture --------------------------------------------------------------------------
+
+    def capture_enabled(self) -> bool:
+        """Whether chat replies record their routing (off unless the user switched it on)."""
+        return self.settings.router_capture()
+
+    def set_capture(self, on: bool) -> None:
+        self.settings.set_router_capture(on)
+
+    # --- what was captured ----------------------------------------------------------------
+
+    def routed_chats(self) -> list[tuple[str, str]]:
+        """(id, title) of every chat and story, newest first: any of them may have recorded routing."""
+        return [
+            (summary.chat.id, f"Story: {summary.chat.title}" if summary.chat.mode == "story" else summary.chat.title)
+            for summary in ChatRepository(self.ctx.db).list_chats()
+        ]
+
+    def chat_routing(self, chat_id: str) -> list[ReplyRouting]:
+        """The replies on the chat's path that have a capture, oldest first."""
+        replies = [m for m in self.chats.view(chat_id).messages if m.role == "assistant"]
+        stored = reply_traces(self.ctx.db, (m.id for m in replies))
+        return [ReplyRouting(m.id, m.content, stored[m.id]) for m in replies if m.id in stored]
+
+    def chat_jsonl(self, chat_id: str) -> str:
+        """The chat's routing record: one JSON object per token and layer, request after request."""
+        traces = [trace for reply in self.chat_routing(chat_id) for trace in reply.traces]
+        if not traces:
+            raise ExpertsError("this chat has no recorded routing: switch capture on and write a reply")
+        return "".join(line + "\n" for line in jsonl_records(traces))
+
+    # --- naming experts -------------------------------------------------------------------
+
+    def catalog_entry_for(self, model_path: str) -> CatalogEntry | None:
+        """The catalog entry of a model file: by its library record, else by its file name."""
+        library = self.library
+        record = library.models.get_by_path(model_path)
+        if record is not None and (entry := library.catalog_entry(record)) is not None:
+            return entry
+        name = Path(model_path).name
+        return next((e for e in library.catalog.models for r in e.gguf_repos for f in r.files if f.file == name), None)
+
+    def expert_sources(self, model_path: str, n_experts: int) -> list[str] | None:
+        """The source model of each expert, in router order, when the catalog knows the model."""
+        entry = self.catalog_entry_for(model_path)
+        if entry is None or len(entry.experts) != n_experts:
+            return None
+        return list(entry.experts)
+
+    # --- comparing expert counts ----------------------------------------------------------
+
+    def compare_expert_counts(self, chat_id: str) -> Iterator[CompareProgress]:
+        """Writes the chat's last reply again with 1…min(3, expert_count) experts per token (same seed and
+        preset; the model is loaded again for each), then loads it as it was. Nothing is saved."""
+        engine = self.ctx.engine
+        info = engine.model_info
+        if info is None:
+            raise ExpertsError("no model is loaded")
+        if not info.expert_count:
+            raise ExpertsError("this model has no experts: there is nothing to compare")
+        original = self.settings.last_load()
+        if original is None or original.model_path != info.path:
+            raise ExpertsError("load the model from the Model or Library tab first (its load settings are not known)")
+        request = self.chats.rerun_request(chat_id)
+        replies: list[ComparedReply] = []
+        counts = range(1, min(COMPARE_MAX_EXPERTS, info.expert_count) + 1)
+        try:
+            for count in counts:
+                yield CompareProgress(f"Loading the model with {count} expert(s) per token…", list(replies))
+                engine.load(original.model_copy(update={"expert_used_count": count}))
+                yield CompareProgress(f"Writing the reply with {count} expert(s) per token…", list(replies))
+                done = finish(engine, request)
+                usage = None
+                if done.routing is not None:
+                    usage = summarize([RoutingTrace(done.routing)])
+                replies.append(ComparedReply(count, done.text, done.stats.generated_tokens, done.stats.gen_tps, usage))
+        finally:
+            engine.load(original)
+        yield CompareProgress(f"Compared {len(replies)} expert counts; the model is loaded as before.", replies)

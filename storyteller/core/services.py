@@ -1,0 +1,82 @@
+"""The services of one app, built in this one place from its AppContext; only the front ends
+(`storyteller/ui/`, `storyteller/cli/`) import this module.
+
+Each service is made on first use and then kept: the chat service keeps the last prompt of each
+chat (and, when it is made, marks replies a crash cut off as interrupted), the story service its
+own; the others are views of the database and the data folder.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from storyteller.core.cards.characters import CharacterLibrary
+from storyteller.core.cards.lorebooks import LorebookLibrary
+from storyteller.core.cards.personas import PersonaLibrary
+from storyteller.core.chat.chat_files import ChatFiles
+from storyteller.core.chat.chats import ChatService
+from storyteller.core.chat.stories import StoryService
+from storyteller.core.context import AppContext
+from storyteller.core.models.library import Library
+from storyteller.core.presets.presets import PresetLibrary
+from storyteller.core.routing.experts import Experts
+from storyteller.core.settings_keys import AppSettings
+from storyteller.engine.interface import Engine
+
+
+class Services:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    @classmethod
+    def open(cls, data_dir: Path, engine: Engine | None = None) -> Services:
+        """The services of the app whose data folder is `data_dir` (see AppContext.open)."""
+        return cls(AppContext.open(data_dir, engine))
+
+    @property
+    def engine(self) -> Engine:
+        return self.ctx.engine
+
+    @cached_property
+    def settings(self) -> AppSettings:
+        return AppSettings(self.ctx.settings)
+
+    @cached_property
+    def chats(self) -> ChatService:
+        return ChatService(self.ctx)
+
+    @cached_property
+    def stories(self) -> StoryService:
+        return StoryService(self.ctx)
+
+    @cached_property
+    def chat_files(self) -> ChatFiles:
+        return ChatFiles(self.ctx)
+
+    @cached_property
+    def characters(self) -> CharacterLibrary:
+        return CharacterLibrary(self.ctx)
+
+    @cached_property
+    def personas(self) -> PersonaLibrary:
+        return PersonaLibrary(self.ctx)
+
+    @cached_property
+    def lorebooks(self) -> LorebookLibrary:
+        return LorebookLibrary(self.ctx)
+
+    @cached_property
+    def presets(self) -> PresetLibrary:
+        return PresetLibrary(self.ctx)
+
+    @cached_property
+    def library(self) -> Library:
+        return Library(self.ctx)
+
+    @cached_property
+    def experts(self) -> Experts:
+        return Experts(self.ctx, self.chats, self.library)
+
+    def close(self) -> None:
+        self.ctx.close()

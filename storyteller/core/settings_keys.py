@@ -1,0 +1,61 @@
+"""The app's own settings (the `settings` table: small JSON values by key), as typed accessors.
+
+Every key the app stores is named here once; services read and write them through `AppSettings`,
+never by their key strings.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import ValidationError
+
+from storyteller.engine import LoadSettings
+from storyteller.storage.settings import SettingsRepository
+
+# The settings a model was last loaded with, so the app can offer them again (and reload after a crash).
+LAST_LOAD_KEY = "engine.last_load"
+# What the chat should format prompts with: {"path", "format"}, set when the library loads a model.
+PROMPT_FORMAT_KEY = "model.prompt_format"
+# Whether replies record their MoE routing (off unless the user switched it on).
+CAPTURE_KEY = "router.capture"
+# The Hugging Face token (HF_TOKEN in the environment wins).
+TOKEN_KEY = "hub.token"
+TOKEN_ENV = "HF_TOKEN"
+
+
+class AppSettings:
+    def __init__(self, repo: SettingsRepository):
+        self.repo = repo
+
+    def last_load(self) -> LoadSettings | None:
+        saved = self.repo.get(LAST_LOAD_KEY)
+        if not saved:
+            return None
+        try:
+            return LoadSettings.model_validate(saved)
+        except ValidationError:
+            return None  # saved by an older version with other fields: start from defaults
+
+    def set_last_load(self, settings: LoadSettings) -> None:
+        self.repo.set(LAST_LOAD_KEY, settings.model_dump())
+
+    def prompt_format(self, model_path: str) -> str | None:
+        """The prompt format the model library chose when it loaded this model, if it did."""
+        chosen = self.repo.get(PROMPT_FORMAT_KEY)
+        return chosen["format"] if isinstance(chosen, dict) and chosen.get("path") == model_path else None
+
+    def set_prompt_format(self, model_path: str, prompt_format: str) -> None:
+        self.repo.set(PROMPT_FORMAT_KEY, {"path": model_path, "format": prompt_format})
+
+    def router_capture(self) -> bool:
+        return bool(self.repo.get(CAPTURE_KEY, False))
+
+    def set_router_capture(self, on: bool) -> None:
+        self.repo.set(CAPTURE_KEY, bool(on))
+
+    def hub_token(self) -> str | None:
+        return os.environ.get(TOKEN_ENV) or self.repo.get(TOKEN_KEY)
+
+    def set_hub_token(self, token: str | None) -> None:
+        self.repo.set(TOKEN_KEY, (token or "").strip() or None)

@@ -1,0 +1,105 @@
+"""The worker process: its entry point, its output redirect and lifeline, and the command loop.
+
+llama.cpp aborts the whole process on many bad inputs and only gives GPU memory back when the
+process ends, so it lives here and never in the app process. The worker talks to the app over a
+pipe; it ends by itself when the app goes away (a lifeline pipe reaches EOF, even after kill -9).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import traceback
+from dataclasses import dataclass
+
+from storyteller.engine.interface import EngineError, LoadProgress, LoadSettings
+from storyteller.engine.worker.generate import generate
+from storyteller.engine.worker.model import LoadedModel
+
+MODEL_BUFFER_LINE = re.compile(r"load_tensors:\s+(\S+) model buffer size")
+
+
+@dataclass
+class Command:
+    name: str  # "generate" | "tokenize" | "shutdown"
+    payload: object = None
+
+
+def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSettings) -> None:
+    """Entry point of the worker process."""
+    _redirect_output(log_path)
+    # On abort ggml would attach gdb for a backtrace: slow, and it buries the one line that
+    # says why. The app shows the log's last lines instead.
+    os.environ["GGML_NO_BACKTRACE"] = "1"
+    threading.Thread(target=_exit_when_app_dies, args=(lifeline,), daemon=True).start()
+    try:
+        model = LoadedModel(settings, on_progress=lambda f: conn.send(("progress", LoadProgress(f))))
+    except EngineError as exc:
+        conn.send(("error", str(exc)))
+        return
+    model.info.buffer_types = buffer_types_in_log(log_path)
+    model.info.extra_buffers = any(is_extra_buffer_type(name) for name in model.info.buffer_types)
+    conn.send(("loaded", model.info))
+    _serve(conn, model, stop_event)
+
+
+def _serve(conn, model: LoadedModel, stop_event) -> None:
+    """Answers commands until "shutdown" or until the app's end of the pipe closes."""
+    while True:
+        try:
+            command: Command = conn.recv()
+        except (EOFError, OSError):
+            return
+        if command.name == "shutdown":
+            return
+        try:
+            if command.name == "generate":
+                for event in generate(model, command.payload, stop_event):
+                    conn.send(("event", event))
+            elif command.name == "tokenize":
+                conn.send(("result", model.vocab.tokenize(command.payload)))
+            else:
+                conn.send(("error", f"unknown command {command.name!r}"))
+        except EngineError as exc:
+            conn.send(("error", str(exc)))
+        except Exception as exc:  # a bug of ours: report it and keep the model loaded
+            traceback.print_exc()
+            conn.send(("error", f"internal error in the model worker ({type(exc).__name__}: {exc}); details in the log"))
+
+
+def buffer_types_in_log(log_path: str) -> list[str]:
+    """The buffers llama.cpp put weights in, from its load log ("CPU_REPACK model buffer size = …")."""
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            names = [m.group(1) for m in MODEL_BUFFER_LINE.finditer(log.read())]
+    except OSError:
+        return []
+    return list(dict.fromkeys(names))
+
+
+def is_extra_buffer_type(name: str) -> bool:
+    """llama.cpp's extra CPU buffer types: repacked weights, AMX, KleidiAI (not CPU / CPU_Mapped / GPUs)."""
+    return name == "AMX" or "REPACK" in name or "KLEIDIAI" in name.upper()
+
+
+def _redirect_output(log_path: str) -> None:
+    # llama.cpp writes to the C-level stderr, and ggml prints its abort reason there just before
+    # abort(): keep both in a file the app reads when this process dies.
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+
+
+def _exit_when_app_dies(lifeline) -> None:
+    try:
+        lifeline.recv()
+    except (EOFError, OSError):
+        pass
+    os._exit(0)
