@@ -10,7 +10,6 @@ from storyteller.cli.common import (
     add_data_dir_option, add_no_repack_option, extra_buffers, load_settings, open_services, print_notice,
     print_progress,
 )
-from storyteller.core.models.loading import load_model
 from storyteller.engine import EngineError
 
 
@@ -56,11 +55,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "add --auth USER:PASS, or keep the default 127.0.0.1"
         )
     services = open_services(args)
-    print(f"Storyteller data folder: {services.ctx.data_dir}", file=sys.stderr)
+    print(f"Storyteller data folder: {services.data_dir}", file=sys.stderr)
     if args.model:
         settings = load_settings(model_path=args.model, extra_buffers=extra_buffers(args))
         try:
-            print_notice(load_model(services.ctx, settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+            print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
         except EngineError as exc:
             # The UI still starts: the user can pick another model there.
             print(f"storyteller: could not load {args.model}: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ own; the others are views of the database and the data folder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -19,10 +20,11 @@ from storyteller.core.chat.chats import ChatService
 from storyteller.core.chat.stories import StoryService
 from storyteller.core.context import AppContext
 from storyteller.core.models.library import Library
+from storyteller.core.models.loading import describe_engine, load_model
 from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.routing.experts import Experts
 from storyteller.core.settings_keys import AppSettings
-from storyteller.engine.interface import Engine
+from storyteller.engine.interface import Engine, LoadSettings, ModelInfo
 
 
 class Services:
@@ -77,6 +79,18 @@ class Services:
     @cached_property
     def experts(self) -> Experts:
         return Experts(self.ctx, self.chats, self.library)
+
+    def load_model(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
+        """Loads a model ("auto" GPU layers from the fit estimate) and remembers its settings."""
+        return load_model(self.ctx, settings, on_progress)
+
+    def describe_engine(self) -> str:
+        """One line for status bars: what is loaded, or that the worker crashed."""
+        return describe_engine(self.ctx)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.ctx.data_dir
 
     def close(self) -> None:
         self.ctx.close()

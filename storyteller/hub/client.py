@@ -1,6 +1,9 @@
 """Talks to the Hugging Face Hub (or the endpoint HF_ENDPOINT names): listings, search, file metadata,
 GGUF headers over HTTP Range. Every Hub failure leaves here as a HubError whose message names the repo
 and file and never the token.
+
+huggingface_hub and its HTTP stack are imported where they are used, on the first Hub request: the
+rest of the app (a chat, a story, the CLI's `generate`) never pays for loading them.
 """
 
 from __future__ import annotations
@@ -12,21 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx2
-from huggingface_hub import HfApi, get_hf_file_metadata, get_session, hf_hub_url
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    OfflineModeIsEnabled,
-    RemoteEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.file_download import HfFileMetadata
-from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
+from typing import TYPE_CHECKING
 
 from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, TruncatedHeader, parse_gguf_header
 from storyteller.hub.catalog import RemoteFile
+
+if TYPE_CHECKING:
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.file_download import HfFileMetadata
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 HEADER_FIRST_READ = 1 << 20  # most 7B-family headers (32k vocab) fit in the first MiB
@@ -96,7 +92,15 @@ class HubClient:
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         # None lets huggingface_hub use HF_TOKEN or a saved `hf auth login`.
         self._token = token or None
-        self.api = HfApi(endpoint=self.endpoint, token=self._token)
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            from huggingface_hub import HfApi
+
+            self._api = HfApi(endpoint=self.endpoint, token=self._token)
+        return self._api
 
     # --- listings -------------------------------------------------------------------------
 
@@ -124,6 +128,8 @@ class HubClient:
     # --- files ----------------------------------------------------------------------------
 
     def locate(self, repo_id: str, filename: str, revision: str | None = None) -> FileLocation:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
         url = hf_hub_url(repo_id, filename, revision=revision, endpoint=self.endpoint)
         with hub_errors(f"{repo_id}/{filename}", self.endpoint):
             meta = get_hf_file_metadata(url, token=self._token, endpoint=self.endpoint)
@@ -132,6 +138,8 @@ class HubClient:
     def request_headers(self, url: str) -> dict[str, str]:
         """The Hub's headers (token included) for Hub hosts; none for a CDN the Hub redirected to."""
         if urlsplit(url).netloc == urlsplit(self.endpoint).netloc:
+            from huggingface_hub.utils import build_hf_headers
+
             return build_hf_headers(token=self._token)
         return {}
 
@@ -156,6 +164,9 @@ class HubClient:
                     raise HubError(f"{repo_id}/{filename} is not a GGUF file llama.cpp can read: {exc}") from None
 
     def _read_range(self, url: str, start: int, end: int) -> bytes:
+        from huggingface_hub import get_session
+        from huggingface_hub.utils import hf_raise_for_status
+
         headers = {**self.request_headers(url), "Range": f"bytes={start}-{end}", "Accept-Encoding": "identity"}
         with get_session().stream("GET", url, headers=headers, follow_redirects=True, timeout=TIMEOUT_S) as response:
             hf_raise_for_status(response)
@@ -173,6 +184,16 @@ class HubClient:
 @contextmanager
 def hub_errors(what: str, endpoint: str) -> Iterator[None]:
     """Turns huggingface_hub's and the HTTP client's exceptions into HubErrors naming `what`."""
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
     try:
         yield
     except HubError:

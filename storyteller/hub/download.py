@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from huggingface_hub.file_download import http_get, xet_get
-from huggingface_hub.utils._runtime import is_xet_available
 from tqdm.auto import tqdm
 
 from storyteller.hub.client import FileLocation, HubClient, HubError, hub_errors
@@ -168,6 +166,9 @@ def check_disk_space(folder: Path, needed: int, what: str, free: int | None = No
 def download_file(client: HubClient, repo_id: str, revision: str, remote: RemoteFile, dest_dir: Path,
                   meter: TransferMeter, location: FileLocation | None = None) -> Path:
     """Downloads `remote` to dest_dir/<its name>, resuming a .part left by an earlier try; returns the path."""
+    from huggingface_hub.file_download import http_get, xet_get  # loaded on first Hub use (see client.py)
+    from huggingface_hub.utils._runtime import is_xet_available
+
     name = Path(remote.path).name
     final = dest_dir / name
     what = f"{repo_id}/{remote.path}"

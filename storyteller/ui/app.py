@@ -9,23 +9,20 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from storyteller.core.models.loading import describe_engine  # noqa: E402
 from storyteller.core.services import Services  # noqa: E402
-from storyteller.ui import (  # noqa: E402
-    characters_tab,
-    chat_io_tab,
-    chat_tab,
-    experts_tab,
-    library_tab,
-    lorebooks_tab,
-    model_tab,
-    personas_tab,
-    presets_tab,
-    story_tab,
+from storyteller.ui.tabs import (  # noqa: E402
+    characters,
+    chat,
+    chat_io,
+    experts,
+    library,
+    lorebooks,
+    model,
+    personas,
+    presets,
+    story,
 )
 
-# Each tab module has build(services): it creates its components and wires its own events.
-TABS = [chat_tab, story_tab, experts_tab, chat_io_tab, characters_tab, personas_tab, lorebooks_tab, presets_tab, model_tab, library_tab]
 STATUS_REFRESH_SECONDS = 2.0
 
 CSS = """
@@ -38,19 +35,25 @@ def build_ui(services: Services) -> gr.Blocks:
     with gr.Blocks(title="Storyteller", analytics_enabled=False) as demo:
         with gr.Row():
             gr.Markdown("## Storyteller")
-            status = gr.Markdown(describe_engine(services.ctx), elem_id="model-status")
-        # A tab's build may return components other tabs wire to (e.g. "open this chat");
-        # connect(services, exports, demo) runs once every tab exists.
-        exports: dict = {}
+            status = gr.Markdown(services.describe_engine(), elem_id="model-status")
+        # Each tab's build(services) creates its components and wires its own events, in the order the
+        # tabs show. A tab other tabs act on returns a typed link (ui/links.py), wired once all exist.
         with gr.Tabs(elem_id="main-tabs") as tabs:
-            for tab in TABS:
-                exports.update(tab.build(services) or {})
-        exports["tabs"] = tabs
-        for tab in TABS:
-            if hasattr(tab, "connect"):
-                tab.connect(services, exports, demo)
+            chat_link = chat.build(services)
+            story.build(services)
+            experts.build(services)
+            chat_io.build(services)
+            character_link = characters.build(services)
+            personas.build(services)
+            lorebooks.build(services)
+            presets.build(services)
+            model.build(services)
+            library.build(services)
+        characters.connect(services, character_link, chat_link, tabs)
+        # A page (also one left open across an app restart) shows the chat it names, else the newest.
+        demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
         # Loads, unloads and crashes happen in other tabs and sessions: poll the one engine.
-        gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: describe_engine(services.ctx), outputs=status, show_progress="hidden")
+        gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: services.describe_engine(), outputs=status, show_progress="hidden")
     return demo
 
 

@@ -24,7 +24,6 @@ also on Stop, an error or a closed stream: a crash loses at most that much of on
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,20 +31,15 @@ from datetime import datetime
 from typing import Any
 
 from storyteller.core.cards.lorebooks import LorebookLibrary
-from storyteller.core.chat.replies import ChatEvent, ReplyFinished, ReplyStarted, SavedStream
+from storyteller.core.chat.replies import ChatEvent
+from storyteller.core.chat.turn import Turn
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.core.lore.activation import activate
-from storyteller.core.presets.presets import PresetLibrary, sampling_for
+from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.prompting.prompt import TRIM_SLACK
 from storyteller.core.prompting.token_count import estimate_tokens
-from storyteller.core.routing.capture import keep_capture
-from storyteller.core.settings_keys import AppSettings
-from storyteller.engine import (
-    GenerateRequest,
-    SamplerSettings,
-    Segment,
-)
+from storyteller.engine import Segment
 from storyteller.storage.chats import ChatRepository, ChatRow, ChatSummary, MessageRow
 
 DEFAULT_NOTE_LINES = 3
@@ -289,48 +283,18 @@ class StoryService:
         yield from self._generate(story, last.parent_id, fresh_seed=True)
 
     def _generate(self, story: ChatRow, parent_id: int | None, fresh_seed: bool) -> Iterator[ChatEvent]:
-        info = self.ctx.engine.model_info
-        if info is None:
-            raise StoryError("no model is loaded")
+        turn = Turn(self.ctx, self.repo, StoryError)
         settings = StorySettings.of(story)
         path = self.repo.path(parent_id)
         if not any(m.content.strip() for m in path) and not settings.memory.strip():
             raise StoryError("write the beginning of the story first")
         library = PresetLibrary(self.ctx)
         bound = library.find(story.preset_name) if story.preset_name else None
-        sampling = sampling_for(bound.preset if bound else library.preset_for(None), settings.max_tokens,
-                                max_tokens=settings.max_tokens)
-        sampler = sampling.sampler
-        if fresh_seed or sampler.seed is None:
-            sampler = sampler.model_copy(update={"seed": random.randrange(0xFFFFFFFE)})
-        segments, trimmed_tokens = self._prompt(story, path, settings, info.n_ctx, sampling.max_tokens)
-        request = GenerateRequest(
-            segments, sampler, sampling.max_tokens, sampling.stop, capture_router=AppSettings(self.ctx.settings).router_capture()
-        )
+        sampling = turn.sampling(bound.preset if bound else library.preset_for(None), settings.max_tokens,
+                                 max_tokens=settings.max_tokens, fresh_seed=fresh_seed)
+        segments, trimmed_tokens = self._prompt(story, path, settings, turn.model.n_ctx, sampling.max_tokens)
         self.last_prompts[story.id] = "".join(s.text for s in segments)
-
-        message = self.repo.add_message(story.id, parent_id, "assistant", "", status="streaming")
-        yield ReplyStarted(message.id)
-        done = yield from self._stream(request, message, sampler)
-        yield ReplyFinished(done.text, message.id, done.stats, trimmed_tokens, done.notice)
-
-    def _stream(self, request: GenerateRequest, message: MessageRow, sampler: SamplerSettings):
-        """Streams into `message`, saving it every SAVE_EVERY_SECONDS and whenever the stream ends."""
-        stream = SavedStream(self.ctx.engine.generate(request), lambda text: self.repo.update_message(message.id, content=text))
-        try:
-            yield from stream
-        finally:
-            # Also on an error or when the caller stops listening: what was generated stays.
-            done = stream.done
-            fields: dict[str, Any] = {"content": done.text if done else stream.text, "status": "final"}
-            if done is not None:
-                # The ids are resent next time (KV reuse) only when they spell the text exactly.
-                fields["token_ids"] = done.token_ids if done.ids_exact else None
-                fields["meta"] = {"stats": done.stats.as_dict(), "seed": sampler.seed}
-            self.repo.update_message(message.id, **fields)
-            if done is not None and done.routing is not None:
-                keep_capture(self.ctx.db, message.id, done.routing)
-        return stream.done
+        yield from turn.write(turn.request(segments, sampling, trimmed_tokens=trimmed_tokens), story.id, parent_id)
 
     def _prompt(
         self, story: ChatRow, path: list[MessageRow], settings: StorySettings, n_ctx: int, max_tokens: int

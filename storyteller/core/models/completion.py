@@ -1,9 +1,19 @@
-"""Plain text completion: the prompt as the user wrote it, no template."""
+"""Running requests on the app's engine: the loaded-model check every request starts with, and plain
+text completion (the prompt as the user wrote it, no template)."""
 
 from __future__ import annotations
 
-from storyteller.engine import Done, GenerateRequest, SamplerSettings, Segment
+from storyteller.core.errors import UserError
+from storyteller.engine import Done, GenerateRequest, ModelInfo, SamplerSettings, Segment
 from storyteller.engine.interface import Engine
+
+
+def loaded_model(engine: Engine, error: type[UserError] = UserError) -> ModelInfo:
+    """The loaded model; `error` ("no model is loaded", in the caller's own error class) when there is none."""
+    info = engine.model_info
+    if info is None:
+        raise error("no model is loaded")
+    return info
 
 
 def complete(engine: Engine, prompt: str, sampler: SamplerSettings, max_tokens: int, stop: list[str],

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
-from storyteller.core.models.completion import finish
+from storyteller.core.models.completion import finish, loaded_model
 from storyteller.core.models.library import Library
 from storyteller.core.routing.capture import reply_traces
 from storyteller.core.routing.router import RoutingTrace, UsageSummary, jsonl_records, summarize
@@ -130,9 +130,7 @@ class Experts:
         """Writes the chat's last reply again with 1…min(3, expert_count) experts per token (same seed and
         preset; the model is loaded again for each), then loads it as it was. Nothing is saved."""
         engine = self.ctx.engine
-        info = engine.model_info
-        if info is None:
-            raise ExpertsError("no model is loaded")
+        info = loaded_model(engine, ExpertsError)
         if not info.expert_count:
             raise ExpertsError("this model has no experts: there is nothing to compare")
         original = self.settings.last_load()

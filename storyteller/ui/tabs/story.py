@@ -8,12 +8,10 @@ step that undo can take back), and what the page then shows is read back from th
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import gradio as gr
 
-from storyteller.core.chat.chats import ChatError
 from storyteller.core.chat.replies import (
     ChatEvent,
     ReplyFinished,
@@ -21,16 +19,13 @@ from storyteller.core.chat.replies import (
     ReplyStarted,
     ReplyText,
 )
-from storyteller.core.chat.stories import (
-    MAX_NOTE_LINES,
-    MAX_STORY_TOKENS,
-    StoryError,
-)
+from storyteller.core.chat.stories import MAX_NOTE_LINES, MAX_STORY_TOKENS
+from storyteller.core.errors import UserError
 from storyteller.core.services import Services
 from storyteller.engine import EngineError
-from storyteller.ui.chat_tab import REDRAW_SECONDS, stats_line
-
-DEFAULT_PRESET_CHOICE = ("The default preset", "")
+from storyteller.ui.widgets.choices import DEFAULT_PRESET_CHOICE, named_choices
+from storyteller.ui.widgets.errors import shown_as_warning
+from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 
 
 def build(services: Services) -> None:
@@ -96,11 +91,11 @@ def build(services: Services) -> None:
             With no story at all, an empty one is made: the page always has a story to store its text in
             (two events of a page that each made one would otherwise make two).
             """
-            if not current or stories.repo.get_chat(current) is None:
+            if not exists(current):
                 listed = stories.list_stories()
                 current = listed[0].chat.id if listed else stories.new_story().id
             book_choices = [(b.name, b.id) for b in lorebooks.all()]
-            preset_choices = [DEFAULT_PRESET_CHOICE] + [(p, p) for p in services.presets.names()]
+            preset_choices = named_choices(DEFAULT_PRESET_CHOICE, services.presets.names())
             view = stories.view(current)
             settings = view.settings
             known = {b for _, b in book_choices}
@@ -115,8 +110,18 @@ def build(services: Services) -> None:
                 reply_tokens: settings.max_tokens,
             }
 
+        def exists(current: str) -> bool:
+            """Whether `current` names a stored story (another page, the CLI or a restart may have deleted it)."""
+            if not current:
+                return False
+            try:
+                stories.story(current)
+            except UserError:
+                return False
+            return True
+
         def save(current: str, text: str | None, *settings) -> str:
-            """Stores the settings and the text box (when given); StoryError when the story was deleted meanwhile."""
+            """Stores the settings and the text box (when given); a StoryError when the story was deleted meanwhile."""
             stories.story(current)
             memory_text, note_text, lines, book_ids, preset_name, tokens = settings
             stories.update_settings(current, memory=memory_text or "", author_note=note_text or "",
@@ -128,27 +133,22 @@ def build(services: Services) -> None:
 
         def stream(events: Iterator[ChatEvent], current: str):
             """Shows the continuation as it streams in; the text box is read-only meanwhile."""
-            base, last_redraw = "", 0.0
+            base, pacer = "", RedrawPacer()
             for event in events:
                 if isinstance(event, ReplyStarted):
                     base = stories.view(current).text  # as stored, the new continuation still empty
                     busy = {button: gr.update(interactive=False) for button in [generate_btn, *buttons]}
                     yield {**busy, story_id: current, document: gr.update(value=base, interactive=False),
-                           stats: "Reading the prompt…"}
+                           stats: READING}
                 elif isinstance(event, ReplyProgress):
-                    yield {stats: f"Reading the prompt… {event.done}/{event.total} tokens"}
-                elif isinstance(event, ReplyText) and time.monotonic() - last_redraw >= REDRAW_SECONDS:
+                    yield {stats: progress_line(event.done, event.total)}
+                elif isinstance(event, ReplyText) and pacer.due():
                     update = {document: base + event.text}
-                    if not last_redraw:
-                        update[stats] = "Writing…"
-                    last_redraw = time.monotonic()
+                    if pacer.drawn():
+                        update[stats] = WRITING
                     yield update
                 elif isinstance(event, ReplyFinished):
-                    line = stats_line(event.stats, services.engine.model_info.n_ctx)
-                    if event.trimmed_tokens:
-                        line += f" · {event.trimmed_tokens} oldest tokens left the context"
-                    if event.notice:
-                        line += f"  \n⚠ {event.notice}"
+                    line = finished_line(event, services.engine.model_info.n_ctx)
                     yield {**show(current), generate_btn: gr.update(interactive=True), stats: line,
                            prompt_text: stories.last_prompts.get(current, "")}
 
@@ -157,13 +157,13 @@ def build(services: Services) -> None:
 
             def handler(current: str, text: str, *settings):
                 if services.engine.model_info is None:
-                    gr.Warning("No model is loaded: choose one in the Model or Library tab.")
+                    gr.Warning(NO_MODEL)
                     yield {}
                     return
                 try:
                     current = save(current, text, *settings)
                     yield from stream(action(current), current)
-                except StoryError as exc:
+                except UserError as exc:
                     gr.Warning(str(exc))
                     yield {**show(current), generate_btn: gr.update(interactive=True)}
                 except EngineError as exc:
@@ -175,11 +175,9 @@ def build(services: Services) -> None:
             """Undo / redo: stores the page first, so an edit is a step that undo takes back."""
 
             def handler(current: str, text: str, *settings):
-                try:
+                with shown_as_warning():
                     current = save(current, text, *settings)
                     action(current)
-                except StoryError as exc:
-                    gr.Warning(str(exc))
                 return show(current)
 
             return handler
@@ -191,11 +189,9 @@ def build(services: Services) -> None:
             """
 
             def handler(current: str, text: str, *settings):
-                try:
+                with shown_as_warning():
                     return controls(save(current, text if text_given else None, *settings))
-                except StoryError as exc:
-                    gr.Warning(str(exc))
-                    return {}
+                return {}
 
             return handler
 
@@ -217,17 +213,15 @@ def build(services: Services) -> None:
         picker.input(show, picker, view_outputs)
 
         def on_rename(current: str, new_title: str):
-            try:
+            with shown_as_warning():
                 services.chats.rename(current, new_title)  # a story is a chat
-            except ChatError as exc:
-                gr.Warning(str(exc))
             return show(current)
 
         rename_btn.click(on_rename, [story_id, title], view_outputs)
         delete_btn.click(lambda: gr.update(visible=True), outputs=confirm_delete_btn)
 
         def on_delete(current: str):
-            if current and stories.repo.get_chat(current) is not None:
+            if exists(current):
                 stories.delete(current)
             return {confirm_delete_btn: gr.update(visible=False), **show("")}
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.cards.card_files import CardFileError
-from storyteller.core.errors import UserError
 from storyteller.core.services import Services
+from storyteller.ui.widgets.choices import persona_choices
+from storyteller.ui.widgets.errors import shown_as_warning
 
 
 def build(services: Services) -> None:
@@ -40,7 +40,7 @@ def build(services: Services) -> None:
 
         def show(persona_id):
             known = personas.all()
-            choices = [(p.name + (" (default)" if p.is_default else ""), p.id) for p in known]
+            choices = persona_choices(known)
             persona = next((p for p in known if p.id == persona_id), known[0] if known else None)
             if persona is None:
                 return gr.update(choices=[], value=None), gr.update(visible=False), None, "", "", ""
@@ -51,10 +51,8 @@ def build(services: Services) -> None:
             )  # fmt: skip
 
         def on_save(persona_id, new_name, new_description):
-            try:
+            with shown_as_warning():
                 personas.update(persona_id, new_name, new_description)
-            except UserError as exc:
-                gr.Warning(str(exc))
             return show(persona_id)
 
         def on_default(persona_id):
@@ -63,10 +61,8 @@ def build(services: Services) -> None:
 
         def on_avatar(persona_id, upload):
             path = Path(upload)
-            try:
+            with shown_as_warning():
                 personas.set_avatar(persona_id, path.read_bytes(), path.name)
-            except CardFileError as exc:
-                gr.Warning(str(exc))
             return show(persona_id)
 
         def on_delete(persona_id):

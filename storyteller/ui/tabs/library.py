@@ -4,21 +4,23 @@ progress and Cancel, the local models (downloaded or added by path) and one-clic
 from __future__ import annotations
 
 import html
-import queue
 import threading
 
 import gradio as gr
 
-from storyteller.core.errors import UserError
 from storyteller.core.models.library import FileCheck, Library, RepoView, human_size
 from storyteller.core.services import Services
 from storyteller.hub.catalog import CatalogEntry, ModelFiles
 from storyteller.hub.client import HubError
 from storyteller.hub.download import TransferProgress
-from storyteller.ui.model_tab import load_with_progress
+from storyteller.ui.widgets.background import BackgroundTask
+from storyteller.ui.widgets.errors import USER_ERRORS
+from storyteller.ui.widgets.model_load import load_with_progress
 
 FILE_HEADERS = ["Quant", "Size", "File", "Fit (estimate)"]
 LOCAL_HEADERS = ["Name", "Architecture", "Quant", "Experts", "Context", "Template", "Size", "Path"]
+# What the library's handlers show instead of failing: user errors, and the Hub's (offline, denied…).
+LIBRARY_ERRORS = (*USER_ERRORS, HubError)
 
 
 def catalog_card(entry: CatalogEntry) -> str:
@@ -107,7 +109,8 @@ def build(services: Services) -> None:
 
         def refresh_local(message: str = ""):
             names = [r.name for r in library.list()]
-            return local_rows(library), gr.update(choices=names, value=names[-1] if names else None), message
+            return {local_table: local_rows(library), local_pick: gr.update(choices=names, value=names[-1] if names else None),
+                    local_status: message}
 
         def on_catalog(entry_id):
             entry = next((e for e in library.catalog.models if e.id == entry_id), None)
@@ -123,7 +126,7 @@ def build(services: Services) -> None:
                 default = library.default_model(view)
                 check = library.check_file(view.listing.repo_id, default, view.listing.commit)
                 fits = library.fits_for(view, check)
-            except (UserError, HubError) as exc:
+            except LIBRARY_ERRORS as exc:
                 return None, [], gr.update(choices=[], value=None), f"**{exc}**"
             rows = [[m.quant or "?", human_size(m.size), m.name + (f" ({len(m.parts)} parts)" if m.is_split else ""),
                      f"{f.verdict} · {f.placement}"]
@@ -137,13 +140,13 @@ def build(services: Services) -> None:
                 return gr.update()
             try:
                 return check_text(model, library.check_file(view.listing.repo_id, model, view.listing.commit))
-            except (UserError, HubError) as exc:
+            except LIBRARY_ERRORS as exc:
                 return f"**{exc}**"
 
         def on_search(text):
             try:
                 hits = library.search(text or "")
-            except (UserError, HubError) as exc:
+            except LIBRARY_ERRORS as exc:
                 return gr.update(choices=[], value=None, label=f"Search: {exc}")
             choices = [(f"{h.repo_id} · {h.downloads} downloads", h.repo_id) for h in hits]
             return gr.update(choices=choices, value=None, label=f"Search results: {len(hits)} repos (pick one)")
@@ -151,38 +154,29 @@ def build(services: Services) -> None:
         def on_download(view: RepoView | None, name, request: gr.Request):
             model = _model(view, name)
             if model is None:
-                yield progress_html(None, "Show a repo's files and pick one first."), *refresh_local()
+                yield {progress: progress_html(None, "Show a repo's files and pick one first."), **refresh_local()}
                 return
             cancel = cancels[request.session_hash] = threading.Event()
-            updates: queue.Queue = queue.Queue()
-            outcome: dict = {}
-
-            def work():
-                try:
-                    outcome["record"] = library.download(
-                        view.listing.repo_id, model, view.listing.commit, cancel=cancel,
-                        on_progress=lambda p: updates.put(("progress", p)), on_status=lambda s: updates.put(("status", s)))
-                except (UserError, HubError) as exc:
-                    outcome["error"] = exc
-                finally:
-                    updates.put(None)
-
-            threading.Thread(target=work, daemon=True).start()
+            task = BackgroundTask(
+                lambda report: library.download(
+                    view.listing.repo_id, model, view.listing.commit, cancel=cancel,
+                    on_progress=lambda p: report(("progress", p)), on_status=lambda s: report(("status", s))),
+                catch=LIBRARY_ERRORS,
+            )
             status, last = f"Starting {model.name}…", None
-            yield progress_html(None, status), *refresh_local()
-            while (item := updates.get()) is not None:
-                kind, value = item
+            yield {progress: progress_html(None, status), **refresh_local()}
+            for kind, value in task:
                 if kind == "status":
                     status = value
                 else:
                     last = value
-                yield progress_html(last, status), gr.update(), gr.update(), gr.update()
+                yield {progress: progress_html(last, status)}
             cancels.pop(request.session_hash, None)
-            if "error" in outcome:
-                yield progress_html(last, f"⚠ {outcome['error']}"), gr.update(), gr.update(), gr.update()
+            if task.error is not None:
+                yield {progress: progress_html(last, f"⚠ {task.error}")}
             else:
-                yield progress_html(last, f"✓ {model.name} downloaded, verified and added."), *refresh_local(
-                    f"Added **{outcome['record'].name}**: press Load.")
+                yield {progress: progress_html(last, f"✓ {model.name} downloaded, verified and added."),
+                       **refresh_local(f"Added **{task.value.name}**: press Load.")}
 
         def on_cancel(request: gr.Request):
             event = cancels.get(request.session_hash)
@@ -193,7 +187,7 @@ def build(services: Services) -> None:
             try:
                 record = library.find(name or "")
                 settings = library.prepare_load(record)
-            except (UserError, HubError) as exc:
+            except LIBRARY_ERRORS as exc:
                 yield f"**{exc}**"
                 return
             yield from load_with_progress(services, settings)
@@ -201,7 +195,7 @@ def build(services: Services) -> None:
         def on_remove(name):
             try:
                 record = library.remove(name or "")
-            except (UserError, HubError) as exc:
+            except LIBRARY_ERRORS as exc:
                 return refresh_local(f"**{exc}**")
             kept = " (the file stays where it is)" if record.source == "added" else " and deleted its files"
             return refresh_local(f"Removed **{record.name}**{kept}.")
@@ -209,7 +203,7 @@ def build(services: Services) -> None:
         def on_add(path):
             try:
                 record = library.add_existing(path or "")
-            except (UserError, HubError) as exc:
+            except LIBRARY_ERRORS as exc:
                 return refresh_local(f"**{exc}**")
             return refresh_local(f"Added **{record.name}** from {record.path}.")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import gradio as gr
 
 from storyteller.core.cards.card_export import safe_file_name
-from storyteller.core.cards.card_files import CardFileError
 from storyteller.core.cards.lorebooks import lorebook_json
 from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
-from storyteller.ui.lorebook_editor import build_lorebook_editor
+from storyteller.ui.widgets.errors import USER_ERRORS
+from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor
 
 FORMAT_NAMES = {"lorebook_v3": "V3 lorebook", "card_book": "character book", "world_info": "SillyTavern world info"}
 
@@ -71,7 +71,7 @@ def build(services: Services) -> None:
                 try:
                     last = books.import_file(path, path.name).id
                     lines.append(f"✓ Imported **{books.get(last).name}** from {path.name}")
-                except CardFileError as exc:
+                except USER_ERRORS as exc:
                     lines.append(f"✗ {exc}")
             return "  \n".join(lines), *show(last)
 

@@ -20,6 +20,7 @@ from storyteller.core.presets.presets import (
     write_preset_file,
 )
 from storyteller.core.services import Services
+from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.engine import SamplerSettings
 from storyteller.engine.sampling import SAMPLER_NAMES
 
@@ -217,7 +218,7 @@ def build(services: Services) -> None:
             def handler(name, text, new, *values):
                 try:
                     return action(name, text, (new or "").strip(), list(values))
-                except PresetError as exc:
+                except USER_ERRORS as exc:
                     gr.Warning(str(exc))
                     return [gr.update()] * len(editor_outputs)
 
@@ -249,7 +250,7 @@ def build(services: Services) -> None:
             try:
                 imported = read_preset_file(Path(path))
                 preset = library.create(imported.preset.model_copy(update={"name": library.unique_name(imported.preset.name)}))
-            except PresetError as exc:
+            except USER_ERRORS as exc:
                 gr.Warning(str(exc))
                 return [None] + [gr.update()] * len(editor_outputs)
             lines = [f"Imported **{preset.name}** from a {imported.source_format} preset."]
@@ -259,7 +260,7 @@ def build(services: Services) -> None:
         def on_export(name, text, *values):
             try:
                 preset = preset_from_inputs(name, text, list(values))
-            except PresetError as exc:
+            except USER_ERRORS as exc:
                 gr.Warning(str(exc))
                 return gr.update()
             path = Path(tempfile.mkdtemp(prefix="storyteller-preset-")) / preset_file_name(preset.name)

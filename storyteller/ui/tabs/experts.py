@@ -14,7 +14,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.errors import UserError
 from storyteller.core.models.loading import describe_model
 from storyteller.core.routing.experts import ReplyRouting
 from storyteller.core.routing.router import (
@@ -27,7 +26,7 @@ from storyteller.core.routing.router import (
     summarize,
 )
 from storyteller.core.services import Services
-from storyteller.engine import EngineError
+from storyteller.ui.widgets.errors import USER_ERRORS
 
 CAPTURE_INFO = (
     "Off by default. Switching it on or off recreates the model's context, so the next reply reads its "
@@ -190,7 +189,7 @@ def build(services: Services) -> None:
                             "(a dense model records nothing).")
                     return [], gr.update(choices=[], value=None), note, "", ""
                 chat_head, chat_table = chat_summary(replies)
-            except (UserError, EngineError) as exc:
+            except USER_ERRORS as exc:
                 return [], gr.update(choices=[], value=None), f"**{exc}**", "", ""
             choices = [(f"Reply {i + 1}: {_snippet(r.text)}", r.message_id) for i, r in enumerate(replies)]
             return replies, gr.update(choices=choices, value=replies[-1].message_id), "", chat_head, chat_table
@@ -233,7 +232,7 @@ def build(services: Services) -> None:
                 return gr.update(visible=False), "Pick a chat first."
             try:
                 text = services.experts.chat_jsonl(chat_id)
-            except (UserError, EngineError) as exc:
+            except USER_ERRORS as exc:
                 return gr.update(visible=False), f"**{exc}**"
             path = Path(tempfile.mkdtemp(prefix="storyteller-routing-")) / f"routing-{chat_id}.jsonl"
             path.write_text(text, encoding="utf-8")
@@ -247,7 +246,7 @@ def build(services: Services) -> None:
             try:
                 for step in services.experts.compare_expert_counts(chat_id):
                     yield step.status, compare_html(step.replies)
-            except (UserError, EngineError) as exc:
+            except USER_ERRORS as exc:
                 yield f"**{exc}**", ""
 
         reply_outputs = [summary_md, heatmap, words]

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.cards.card_files import CardFileError
 from storyteller.core.cards.cards import card_lorebook
 from storyteller.core.cards.character_context import card_tokens, macro_context
 from storyteller.core.cards.characters import Character, CharacterLibrary, CharacterNotFound
 from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
 from storyteller.engine.interface import Engine
-from storyteller.ui.chat_tab import NARRATOR_CHOICE
-from storyteller.ui.lorebook_editor import build_lorebook_editor, split_list
+from storyteller.ui.links import CharacterChatLink, ChatLink
+from storyteller.ui.widgets.choices import character_choices, persona_choices
+from storyteller.ui.widgets.errors import USER_ERRORS
+from storyteller.ui.widgets.list_editor import ListEditor
+from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor, split_list
 
 NO_PERSONA = -1  # the persona picker's value for the built-in "User"
 CARD_FILE_TYPES = [".png", ".webp", ".json", ".charx", ".yaml", ".yml"]
@@ -63,7 +65,7 @@ def import_report(results) -> str:
     return "  \n".join(lines)
 
 
-def build(services: Services) -> dict:
+def build(services: Services) -> CharacterChatLink:
     library = services.characters
     personas = services.personas
     library.media.root.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,7 @@ def build(services: Services) -> dict:
                     scenario = gr.Textbox(label="Scenario", lines=2)
                 first_mes = gr.Textbox(label="First message", lines=4, max_lines=20, elem_id="card-first-mes")
                 with gr.Accordion("Alternate greetings", open=False):
-                    alternate_editor = _ListEditor(alternate, "alternate")
+                    alternate_editor = ListEditor(alternate, "alternate")
                 with gr.Accordion("Examples, prompts and notes", open=False):
                     mes_example = gr.Textbox(label="Example dialogues (<START> begins each)", lines=5)
                     system_prompt = gr.Textbox(label="System prompt ({{original}} = the global one)", lines=2)
@@ -115,7 +117,7 @@ def build(services: Services) -> dict:
                         creator = gr.Textbox(label="Creator")
                         version = gr.Textbox(label="Character version")
                     gr.Markdown("Group-only greetings (for group chats)")
-                    group_editor = _ListEditor(group_only, "group")
+                    group_editor = ListEditor(group_only, "group")
                 with gr.Accordion("Lorebook", open=False):
                     book_editor = build_lorebook_editor(selected, lambda cid: _card_book(library, cid), lambda cid, doc: _save_book(library, cid, doc), "card")
                 with gr.Row():
@@ -204,7 +206,7 @@ def build(services: Services) -> dict:
             path = Path(upload)
             try:
                 character = library.set_avatar(library.get(character_id), path.read_bytes(), path.name)
-            except CardFileError as exc:
+            except USER_ERRORS as exc:
                 gr.Warning(str(exc))
                 return gr.update(), gr.update(), gr.update()
             items, ids = gallery_items(library, query)
@@ -218,10 +220,10 @@ def build(services: Services) -> dict:
                 gr.Info(note)
             return gr.update(value=str(folder / file_name), visible=True)
 
-        def persona_choices(current=None):
+        def persona_picker(current=None):
             known = personas.all()
             active = personas.active(current if any(p.id == current for p in known) else None)
-            choices = [(p.name + (" (default)" if p.is_default else ""), p.id) for p in known] or [(active.name, NO_PERSONA)]
+            choices = persona_choices(known) or [(active.name, NO_PERSONA)]
             return gr.update(choices=choices, value=active.id if active.id is not None else NO_PERSONA)
 
         def user_name(persona_id) -> str:
@@ -231,7 +233,7 @@ def build(services: Services) -> dict:
             return describe_tokens(library.get(character_id), services.engine, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
-        tab.select(lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(persona_choices, persona, persona)
+        tab.select(lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(persona_picker, persona, persona)
         selection = gallery.select(on_pick, shown_ids, editor_outputs)
         imported = importer.upload(on_import, [importer, search], [import_status, gallery, shown_ids, *editor_outputs])
         created = new_btn.click(on_new, outputs=[search, gallery, shown_ids, *editor_outputs])
@@ -243,7 +245,7 @@ def build(services: Services) -> dict:
         avatar_btn.upload(on_avatar, [selected, avatar_btn, search], [avatar, gallery, shown_ids])
         export_btn.click(on_export, [selected, export_format, export_spec], export_file)
         for event in (selection, imported, created, saved, duplicated):
-            event.then(persona_choices, persona, persona, show_progress="hidden")
+            event.then(persona_picker, persona, persona, show_progress="hidden")
             # Counting tokens asks the engine, which waits behind a running generation.
             event.then(on_tokens, [selected, persona], tokens, concurrency_id="engine", show_progress="hidden")
             event.then(book_editor.refresh, selected, book_editor.outputs, show_progress="hidden")
@@ -252,25 +254,21 @@ def build(services: Services) -> dict:
 
 
     # The Chat tab opens the chat (see connect): it exists only once every tab is built.
-    return {"characters_chat_button": chat_btn, "characters_chat_inputs": [selected, persona]}
+    return CharacterChatLink(button=chat_btn, inputs=[selected, persona])
 
 
-def connect(services: Services, exports: dict, demo: gr.Blocks) -> None:
+def connect(services: Services, link: CharacterChatLink, chat: ChatLink, tabs: gr.Tabs) -> None:
     """"Chat with this character" starts a chat (greetings as swipes) and shows it in the Chat tab."""
     personas = services.personas
-    open_chat, open_outputs = exports["chat_open"], exports["chat_open_outputs"]
-
-    library = services.characters
 
     def on_chat(character_id, persona_id):
         known = persona_id not in (None, NO_PERSONA) and personas.get(persona_id) is not None
-        chat = services.chats.new_chat(character_id, persona_id if known else None)
-        _, *opened = open_chat(chat.id, str(character_id))
+        created = services.chats.new_chat(character_id, persona_id if known else None)
         # The Chat tab's character list was made before this card came in: give it the current one.
-        choices = [NARRATOR_CHOICE, *((c.name, str(c.id)) for c in library.all())]
-        return gr.Tabs(selected="chat"), gr.update(choices=choices, value=str(character_id)), *opened
+        picker = gr.update(choices=character_choices(services.characters), value=str(character_id))
+        return {tabs: gr.Tabs(selected="chat"), **chat.open(created.id, str(character_id)), chat.character: picker}
 
-    exports["characters_chat_button"].click(on_chat, exports["characters_chat_inputs"], [exports["tabs"], *open_outputs])
+    link.button.click(on_chat, link.inputs, [tabs, *chat.outputs])
 
 
 def _card_book(library: CharacterLibrary, character_id: int) -> LorebookDoc | None:
@@ -291,39 +289,3 @@ def _side_by_side(uploads: list[Path]) -> list[Path]:
         shutil.copyfile(upload, target)
         copies.append(target)
     return copies
-
-
-class _ListEditor:
-    """Edits a list of texts held in a gr.State: pick one, change it, add or remove."""
-
-    def __init__(self, state: gr.State, prefix: str):
-        with gr.Row():
-            self.pick = gr.Dropdown(label="Greeting", choices=[], value=None, scale=3, elem_id=f"{prefix}-pick")
-            add = gr.Button("Add", scale=1, elem_id=f"{prefix}-add")
-            remove = gr.Button("Remove", scale=1)
-        self.text = gr.Textbox(label="Text", lines=3, elem_id=f"{prefix}-text")
-        self.outputs = [self.pick, self.text]
-        self.pick.input(self.show, [state, self.pick], self.outputs, show_progress="hidden")
-        self.text.input(self.edit, [state, self.pick, self.text], state, show_progress="hidden")
-        add.click(lambda items: [*items, ""], state, state).then(lambda items: self.show(items, len(items) - 1), state, self.outputs)
-        remove.click(self.remove, [state, self.pick], state).then(self.refresh, state, self.outputs)
-
-    @staticmethod
-    def show(items: list[str], index: int | None):
-        choices = [(f"{i + 1}. {text[:40] or '(empty)'}", i) for i, text in enumerate(items)]
-        if index is None or not 0 <= index < len(items):
-            index = 0 if items else None
-        return gr.update(choices=choices, value=index), items[index] if index is not None else ""
-
-    def refresh(self, items: list[str]):
-        return self.show(items, 0)
-
-    @staticmethod
-    def edit(items: list[str], index: int | None, text: str) -> list[str]:
-        if index is None or not 0 <= index < len(items):
-            return items
-        return [*items[:index], text, *items[index + 1:]]
-
-    @staticmethod
-    def remove(items: list[str], index: int | None) -> list[str]:
-        return [t for i, t in enumerate(items) if i != index]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from storyteller.core.chat.chat_files import ChatFileError
 from storyteller.core.services import Services
+from storyteller.ui.widgets.choices import character_choices
+from storyteller.ui.widgets.errors import USER_ERRORS
 
 MATCH_BY_NAME = ("The character the file names (else the narrator)", "match")
-NARRATOR = ("Narrator (no character)", "")
 
 
 def build(services: Services) -> None:
@@ -46,7 +46,7 @@ def build(services: Services) -> None:
                  f"{item.message_count} messages", item.chat.id)
                 for item in listed
             ]
-            people = [MATCH_BY_NAME, NARRATOR] + [(c.name, str(c.id)) for c in characters.all()]
+            people = character_choices(characters, MATCH_BY_NAME)
             chosen = selected if selected in {p[1] for p in picks} else (picks[0][1] if picks else None)
             return gr.update(choices=picks, value=chosen), gr.update(choices=people)
 
@@ -56,7 +56,7 @@ def build(services: Services) -> None:
                 return gr.update()
             try:
                 name, data = files.export(chat_id, fmt)
-            except ChatFileError as exc:
+            except USER_ERRORS as exc:
                 gr.Warning(str(exc))
                 return gr.update()
             path = Path(tempfile.mkdtemp(dir=export_root)) / name
@@ -72,7 +72,7 @@ def build(services: Services) -> None:
                     path, path.name, int(attach_to) if attach_to not in ("", "match") else None,
                     match_name=attach_to == "match",
                 )
-            except ChatFileError as exc:
+            except USER_ERRORS as exc:
                 return None, f"✗ {exc}", *choices()
             lines = [f"✓ Imported **{imported.chat.title}**: a {imported.format} chat with "
                      f"{imported.message_count} messages, for {imported.character}. Open it in the Chat tab."]

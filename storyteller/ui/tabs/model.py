@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 from pathlib import Path
 
 import gradio as gr
 from pydantic import ValidationError
 
-from storyteller.core.models.loading import describe_model, load_model
+from storyteller.core.models.loading import describe_model
 from storyteller.core.services import Services
-from storyteller.engine import EngineError, LoadSettings, WorkerCrashed, gpu_offload_supported
+from storyteller.engine import LoadSettings, gpu_offload_supported
+from storyteller.ui.widgets.model_load import load_with_progress
 
 REBUILD_HINT = (
     "This llama-cpp-python build runs on the CPU only. To use a GPU, rebuild it, e.g. for NVIDIA:  \n"
@@ -57,32 +56,6 @@ def _optional_int(value, what: str) -> int | None:
         return int(float(text))
     except ValueError:
         raise ValueError(f"{what} must be a whole number, or empty") from None
-
-
-def load_with_progress(services: Services, settings: LoadSettings):
-    """Loads in a thread and yields status lines as llama.cpp reports progress."""
-    updates: queue.Queue = queue.Queue()
-    outcome: dict = {}
-
-    def work():
-        try:
-            outcome["info"] = load_model(services.ctx, settings, on_progress=lambda f: updates.put(f))
-        except EngineError as exc:
-            outcome["error"] = exc
-        finally:
-            updates.put(None)
-
-    threading.Thread(target=work, daemon=True).start()
-    name = Path(settings.model_path).name
-    yield f"Starting the model worker for **{name}**…"
-    while (fraction := updates.get()) is not None:
-        yield f"Loading **{name}**… {fraction:.0%}"
-    if "error" in outcome:
-        error = outcome["error"]
-        title = "The model worker crashed while loading" if isinstance(error, WorkerCrashed) else "Could not load the model"
-        yield f"**{title}.**\n\n```\n{error}\n```"
-    else:
-        yield f"Loaded: {describe_model(outcome['info'])}"
 
 
 def build(services: Services) -> None:

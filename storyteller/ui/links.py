@@ -1,0 +1,31 @@
+"""The typed links between tabs: what one tab hands the app so another can act on its components.
+
+A tab never imports another tab; app.py passes these links explicitly once every tab is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gradio as gr
+from gradio.components import Component
+
+
+@dataclass(frozen=True)
+class ChatLink:
+    """What the Chat tab offers: opening a chat in it, and showing the right chat on a page load."""
+
+    character: gr.Dropdown  # the Chat tab's character picker
+    outputs: list[Component]  # everything `open` and `page_load` may update (the picker first)
+    open: Callable[[str, str], dict]  # (chat id, character id as text) → {component: update}
+    page_load: Callable[[str, str], dict]  # (the page's chat id, character) → {component: update}
+    page_inputs: list[Component]  # what page_load reads: the open chat's id, the character
+
+
+@dataclass(frozen=True)
+class CharacterChatLink:
+    """The Characters tab's "Chat with this character" button and what it reads (character, persona)."""
+
+    button: gr.Button
+    inputs: list[Component]

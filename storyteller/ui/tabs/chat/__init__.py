@@ -1,0 +1,34 @@
+"""Chat tab: chats per character, streaming with Stop, swipes, continue, impersonate, edit, delete, branch.
+
+The database is the only copy of a chat. The page holds just the open chat's id (in a hidden
+textbox, so it survives an app restart) and redraws from what the chat service returns; nothing
+the browser shows is ever written back.
+
+- page.py: the components; render.py: how a chat, its last prompt and a crash are shown;
+- browse.py: which chat is open and its settings; replies.py: the streaming replies and crash
+  recovery; messages.py: the selected message.
+"""
+
+from __future__ import annotations
+
+from storyteller.core.services import Services
+from storyteller.ui.links import ChatLink
+from storyteller.ui.tabs.chat.browse import ChatBrowser
+from storyteller.ui.tabs.chat.messages import MessageActions
+from storyteller.ui.tabs.chat.page import ChatPage
+from storyteller.ui.tabs.chat.replies import ReplyStreams
+from storyteller.ui.widgets.choices import character_choices
+
+
+def build(services: Services) -> ChatLink:
+    page = ChatPage(character_choices(services.characters))
+    browser = ChatBrowser(services, page)
+    for handlers in (browser, ReplyStreams(services, page, browser), MessageActions(services, page, browser)):
+        handlers.wire()
+    return ChatLink(
+        character=page.character,
+        outputs=[page.character, *page.open_outputs],
+        open=browser.open,
+        page_load=browser.on_page_load,
+        page_inputs=[page.chat_id, page.character],
+    )

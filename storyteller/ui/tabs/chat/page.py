@@ -1,0 +1,107 @@
+"""The Chat tab's components, laid out; the handlers (browse, replies, messages) read and update them."""
+
+from __future__ import annotations
+
+import gradio as gr
+from gradio.components import Component
+
+from storyteller.core.chat.chats import DEFAULT_REPLY_TOKENS
+from storyteller.core.prompting.templates import TEMPLATE_IDS
+from storyteller.ui.widgets.choices import AUTO_CHOICE, Choice, named_choices
+
+DEFAULT_NOTE_DEPTH = 4
+PICK_A_MESSAGE = "Click a message to pick it."
+
+
+class ChatPage:
+    """Builds the tab's components under the current Blocks context and keeps them by name."""
+
+    def __init__(self, characters: list[Choice]):
+        with gr.Tab("Chat", id="chat"):
+            self.chat_id = gr.Textbox(visible=False, elem_id="chat-id")
+            with gr.Row():
+                with gr.Column(scale=1, min_width=240):
+                    self._chats_column(characters)
+                with gr.Column(scale=3):
+                    self._conversation_column()
+
+    def _chats_column(self, characters: list[Choice]) -> None:
+        self.character = gr.Dropdown(characters, value="", label="Character", elem_id="chat-character")
+        self.chat_list = gr.Dropdown([], label="Chats", elem_id="chat-list")
+        self.new_chat_btn = gr.Button("New chat", elem_id="new-chat")
+        with gr.Accordion("Chat settings", open=False):
+            self.title = gr.Textbox(label="Name", elem_id="chat-title")
+            self.rename_btn = gr.Button("Rename")
+            self.preset = gr.Dropdown([], label="Preset for this chat", elem_id="chat-preset")
+            self.template = gr.Dropdown(named_choices(AUTO_CHOICE, TEMPLATE_IDS), value="", label="Prompt format")
+            self.author_note = gr.Textbox(label="Author's note", lines=3, elem_id="author-note")
+            self.note_depth = gr.Number(label="Inserted this many messages before the end", value=DEFAULT_NOTE_DEPTH,
+                                        precision=0, minimum=0)
+            self.save_settings_btn = gr.Button("Save settings", elem_id="save-chat-settings")
+            self.delete_chat_btn = gr.Button("Delete this chat", variant="stop")
+            self.confirm_delete_btn = gr.Button("Yes, delete it for good", variant="stop", visible=False)
+        with gr.Accordion("Search all chats", open=False):
+            self.query = gr.Textbox(placeholder="words to find", show_label=False, elem_id="chat-search")
+            self.results = gr.Dropdown([], label="Found", elem_id="search-results")
+
+    def _conversation_column(self) -> None:
+        self.notice = gr.Markdown(visible=False, elem_id="chat-notice")
+        self.chat_info = gr.Markdown("", elem_id="chat-info")
+        self.chatbot = gr.Chatbot(
+            show_label=False, height=480, elem_id="chatbot", buttons=["copy"], feedback_options=None, editable="all",
+        )
+        with gr.Row():
+            self.swipe_left = gr.Button("◀", scale=0, min_width=48, elem_id="swipe-left")
+            self.swipe_right = gr.Button("▶", scale=0, min_width=48, elem_id="swipe-right")
+            self.regenerate_btn = gr.Button("Regenerate", scale=1, elem_id="regenerate")
+            self.continue_btn = gr.Button("Continue", scale=1, elem_id="continue")
+            self.impersonate_btn = gr.Button("Impersonate", scale=1, elem_id="impersonate")
+        with gr.Row():
+            self.message = gr.Textbox(
+                placeholder="Write a message… (Enter sends, Shift+Enter for a new line)",
+                show_label=False, scale=6, lines=2, elem_id="chat-input",
+            )
+            self.send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+            self.stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+        self.max_tokens = gr.Slider(
+            16, 4096, value=DEFAULT_REPLY_TOKENS, step=16, label="Max new tokens (overrides the preset's)",
+            elem_id="max-tokens",
+        )
+        self.stats = gr.Markdown("", elem_id="chat-stats")
+        self.context_bar = gr.HTML("", elem_id="context-bar")
+        self.crash_box = gr.Markdown(visible=False, elem_id="crash-message")
+        self.reload_btn = gr.Button("Load the model again", variant="primary", visible=False, elem_id="reload-model")
+        with gr.Accordion("Selected message", open=False) as self.selected_box:
+            self.selected = gr.Number(visible=False, elem_id="selected-message")
+            self.selected_text = gr.Markdown(PICK_A_MESSAGE, elem_id="selected-text")
+            with gr.Row():
+                self.branch_btn = gr.Button("Branch from here", elem_id="branch")
+                self.delete_msg_btn = gr.Button("Delete message", variant="stop", elem_id="delete-message")
+        with gr.Accordion("Last prompt", open=False):
+            self.prompt_parts = gr.Markdown("", elem_id="prompt-parts")
+            self.prompt_text = gr.Code(label="Exact prompt", language=None, lines=12, elem_id="prompt-text")
+
+    # --- what events read and write -------------------------------------------------------------
+
+    @property
+    def view_outputs(self) -> list[Component]:
+        """What shows the open chat: the messages, its notice and header, and its settings."""
+        return [self.chatbot, self.notice, self.chat_info, self.title, self.preset, self.template, self.author_note,
+                self.note_depth]
+
+    @property
+    def open_outputs(self) -> list[Component]:
+        """What opening a chat changes: the page's chat id, the list of chats, and the chat's view."""
+        return [self.chat_id, self.chat_list, *self.view_outputs]
+
+    @property
+    def stream_inputs(self) -> list[Component]:
+        return [self.message, self.chat_id, self.character, self.max_tokens]
+
+    @property
+    def stream_outputs(self) -> list[Component]:
+        return [self.message, self.chatbot, self.stats, self.crash_box, self.reload_btn, self.chat_id]
+
+    @property
+    def prompt_outputs(self) -> list[Component]:
+        return [self.prompt_parts, self.prompt_text, self.context_bar]

@@ -1,0 +1,66 @@
+"""How the Chat tab shows a chat, its last prompt and a crash: pure functions of core data."""
+
+from __future__ import annotations
+
+from storyteller.core.chat.chats import ChatView, PromptReport
+from storyteller.engine import WorkerCrashed
+
+NO_PROMPT_YET = "No request yet in this chat."
+
+# Prompt parts grouped for the context bar, with their colours.
+BAR_GROUPS = {
+    "system & card": ("#6366f1", {"system_prompt", "description", "personality", "scenario", "persona", "template"}),
+    "lorebook": ("#f59e0b", {"lore"}),
+    "examples": ("#10b981", {"examples"}),
+    "history": ("#0ea5e9", {"history"}),
+    "notes": ("#ec4899", {"author_note", "post_history"}),
+}
+
+
+def chat_messages(view: ChatView) -> list[dict]:
+    """The chat as Gradio messages; the last message shows which swipe it is."""
+    messages = []
+    for i, message in enumerate(view.messages):
+        entry = {"role": "user" if message.role == "user" else "assistant", "content": message.content.strip()}
+        if message.swipe_count > 1 and i == len(view.messages) - 1:
+            entry["metadata"] = {"title": f"swipe {message.swipe_index}/{message.swipe_count}"}
+        if message.meta.get("interrupted"):
+            entry["content"] += "\n\n*(interrupted)*"
+        messages.append(entry)
+    return messages
+
+
+def chat_header(view: ChatView) -> str:
+    return f"**{view.character_name}** · you are {view.user_name} · preset: {view.preset}"
+
+
+def prompt_parts_markdown(report: PromptReport) -> str:
+    """The last prompt's size, format and tokens per part, as a Markdown table."""
+    rows = "\n".join(f"| {name} | {tokens} |" for name, tokens in report.part_tokens.items())
+    trimmed = f" · {report.trimmed_messages} oldest messages left out" if report.trimmed_messages else ""
+    header = f"**{report.total_tokens} tokens** · format: {report.template}{trimmed}\n\n| part | tokens |\n|---|---|\n"
+    return header + rows
+
+
+def context_bar_html(report: PromptReport) -> str:
+    """How the context is used: prompt parts, the reply's reserve, and what is free."""
+    used = {group: sum(t for name, t in report.part_tokens.items() if name in names)
+            for group, (_, names) in BAR_GROUPS.items()}
+    pieces = [(group, BAR_GROUPS[group][0], tokens) for group, tokens in used.items() if tokens]
+    pieces.append(("reply reserve", "#a3a3a3", report.reserve))
+    free = max(0, report.n_ctx - report.total_tokens - report.reserve)
+    cells = "".join(
+        f'<div title="{name}: {tokens} tokens" style="width:{100 * tokens / report.n_ctx:.2f}%;background:{colour}"></div>'
+        for name, colour, tokens in pieces
+    )
+    legend = " · ".join(f'<span style="color:{colour}">■</span> {name} {tokens}' for name, colour, tokens in pieces)
+    again = "nothing but your message" if report.next_turn == 0 else f"{report.next_turn} tokens of the last reply"
+    return (
+        f'<div style="display:flex;height:10px;border-radius:4px;overflow:hidden;background:#e5e7eb">{cells}</div>'
+        f'<div style="font-size:0.8em;opacity:0.8">{legend} · free {free} of {report.n_ctx} · '
+        f"the next turn re-evaluates {again}</div>"
+    )
+
+
+def crash_text(crash: WorkerCrashed) -> str:
+    return f"**The model worker crashed.** Your chat is kept.\n\n```\n{crash}\n```"

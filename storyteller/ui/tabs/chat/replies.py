@@ -1,0 +1,169 @@
+"""The Chat tab's replies: send, regenerate, continue, impersonate and swipe stream into the page;
+Stop, the last prompt, and loading the model again after a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import gradio as gr
+
+from storyteller.core.chat.chats import ChatError, ReplyOptions
+from storyteller.core.chat.replies import ChatEvent, ReplyFinished, ReplyProgress, ReplyStarted, ReplyText
+from storyteller.core.services import Services
+from storyteller.engine import WorkerCrashed
+from storyteller.ui.tabs.chat.browse import ChatBrowser
+from storyteller.ui.tabs.chat.page import ChatPage
+from storyteller.ui.tabs.chat.render import NO_PROMPT_YET, chat_messages, context_bar_html, crash_text, prompt_parts_markdown
+from storyteller.ui.widgets.errors import USER_ERRORS
+from storyteller.ui.widgets.model_load import load_with_progress
+from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
+
+# An action starts a reply in the open chat: (chat id, the message box's text, options) → events.
+Action = Callable[[str, str, ReplyOptions], Iterator[ChatEvent]]
+
+
+class ReplyStreams:
+    """Streaming handlers; each yields {component: update} for page.stream_outputs."""
+
+    def __init__(self, services: Services, page: ChatPage, browser: ChatBrowser):
+        self.services = services
+        self.chats = services.chats
+        self.engine = services.engine
+        self.page = page
+        self.browser = browser
+
+    # --- the actions ----------------------------------------------------------------------------
+
+    def send(self, current: str, text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
+        if not text.strip():
+            last = self.chats.view(current).messages
+            if not last or last[-1].role == "assistant":
+                raise ChatError("write a message first")
+        return self.chats.send(current, text, options)
+
+    def regenerate(self, current: str, _text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
+        return self.chats.regenerate(current, options)
+
+    def continue_reply(self, current: str, _text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
+        return self.chats.continue_reply(current, options)
+
+    def impersonate(self, current: str, _text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
+        return self.chats.impersonate(current, options)
+
+    # --- streaming ------------------------------------------------------------------------------
+
+    def streaming(self, action: Action, into_input: bool = False):
+        """A handler that runs `action` with the checks every reply needs, then streams it."""
+
+        def handler(text: str, current: str, character: str, limit: float) -> Iterator[dict]:
+            if self.engine.model_info is None:
+                if self.engine.crash is not None:
+                    yield {self.page.stats: "", **self.crash_updates(self.engine.crash), self.page.chat_id: current}
+                else:
+                    gr.Warning(NO_MODEL)
+                    yield {self.page.chat_id: current}
+                return
+            try:
+                current = self.browser.ensure_chat(current, character)
+                events = action(current, text, ReplyOptions(max_tokens=int(limit)))
+                yield from self.stream(events, current, into_input)
+            except USER_ERRORS as exc:
+                gr.Warning(str(exc))
+                yield {self.page.chat_id: current}
+
+        return handler
+
+    def stream(self, events: Iterator[ChatEvent], current: str, into_input: bool) -> Iterator[dict]:
+        """The message box (impersonate) or the chat, the stats line and the crash report as a reply streams."""
+        p = self.page
+        info = self.engine.model_info
+        base = chat_messages(self.chats.view(current))
+        pacer = RedrawPacer()
+        try:
+            for event in events:
+                if isinstance(event, ReplyStarted):
+                    # The user's message is saved by now: show it, and the reply row if any.
+                    base = chat_messages(self.chats.view(current))
+                    if event.message_id is not None:
+                        base = base[:-1]
+                    hidden = gr.update(visible=False)
+                    update = {p.chatbot: base, p.stats: READING, p.crash_box: hidden, p.reload_btn: hidden}
+                    yield {**update, **({} if into_input else {p.message: ""}), p.chat_id: current}
+                elif isinstance(event, ReplyProgress):
+                    yield {p.stats: progress_line(event.done, event.total), p.chat_id: current}
+                elif isinstance(event, ReplyText) and pacer.due():
+                    update = {p.stats: WRITING} if pacer.drawn() else {}
+                    if into_input:
+                        update[p.message] = event.text.strip()
+                    else:
+                        update[p.chatbot] = [*base, {"role": "assistant", "content": event.text.strip()}]
+                    yield {**update, p.chat_id: current}
+                elif isinstance(event, ReplyFinished):
+                    update = {p.chatbot: chat_messages(self.chats.view(current)), p.stats: finished_line(event, info.n_ctx)}
+                    if into_input:
+                        update[p.message] = event.text.strip()
+                    yield {**update, p.chat_id: current}
+        except WorkerCrashed as crash:
+            yield {p.chatbot: chat_messages(self.chats.view(current)), p.stats: "", **self.crash_updates(crash),
+                   p.chat_id: current}
+        except USER_ERRORS as exc:
+            yield {p.chatbot: chat_messages(self.chats.view(current)), p.stats: f"**Could not generate:** {exc}",
+                   p.chat_id: current}
+
+    def crash_updates(self, crash: WorkerCrashed) -> dict:
+        """Shows the crash report and the reload button."""
+        return {self.page.crash_box: gr.update(value=crash_text(crash), visible=True),
+                self.page.reload_btn: gr.update(visible=True)}
+
+    def swipe(self, step: int):
+        """◀ / ▶: the previous or next swipe; past the last one, a new reply (as Regenerate)."""
+        regenerate = self.streaming(self.regenerate)
+
+        def handler(text: str, current: str, character: str, limit: float) -> Iterator[dict]:
+            if current and not self.chats.swipe(current, step):
+                yield from regenerate(text, current, character, limit)
+                return
+            yield {self.page.chatbot: chat_messages(self.chats.view(current)) if current else [], self.page.chat_id: current}
+
+        return handler
+
+    def last_prompt(self, current: str) -> dict:
+        """The "Last prompt" view and the context bar (page.prompt_outputs)."""
+        report = self.chats.last_prompts.get(current) if current else None
+        p = self.page
+        if report is None:
+            return {p.prompt_parts: NO_PROMPT_YET, p.prompt_text: "", p.context_bar: ""}
+        return {p.prompt_parts: prompt_parts_markdown(report), p.prompt_text: report.text,
+                p.context_bar: context_bar_html(report)}
+
+    # --- crash recovery -------------------------------------------------------------------------
+
+    def on_reload(self) -> Iterator[dict]:
+        p = self.page
+        settings = self.engine.settings or self.services.settings.last_load()
+        if settings is None:
+            yield {p.stats: "No earlier model to load: use the Model tab."}
+            return
+        line = ""
+        for line in load_with_progress(self.services, settings):
+            yield {p.stats: line}
+        failed = self.engine.model_info is None
+        yield {p.stats: line, p.crash_box: gr.update(visible=failed), p.reload_btn: gr.update(visible=failed)}
+
+    def wire(self) -> None:
+        p = self.page
+        for trigger, handler in (
+            (p.send_btn.click, self.streaming(self.send)),
+            (p.message.submit, self.streaming(self.send)),
+            (p.regenerate_btn.click, self.streaming(self.regenerate)),
+            (p.continue_btn.click, self.streaming(self.continue_reply)),
+            (p.impersonate_btn.click, self.streaming(self.impersonate, into_input=True)),
+        ):
+            trigger(handler, p.stream_inputs, p.stream_outputs, concurrency_id="engine").then(
+                self.browser.chat_list, [p.chat_id, p.character], p.chat_list,
+            ).then(self.last_prompt, p.chat_id, p.prompt_outputs)
+        p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
+        p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
+        # Stop must not wait in the engine's queue behind the reply it stops.
+        p.stop_btn.click(self.engine.stop, queue=False)
+        p.reload_btn.click(self.on_reload, outputs=[p.stats, p.crash_box, p.reload_btn], concurrency_id="engine")
