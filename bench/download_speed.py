@@ -1,6 +1,6 @@
 """Download throughput: Storyteller's downloader vs. plain `hf_hub_download`, side by side in one run.
 
-Both fetch the same file from the same local Hub stand-in (tests/hub_server.py: the Hub's redirect
+Both fetch the same file from the same local Hub stand-in (tests/support/hub_server.py: the Hub's redirect
 to a CDN, Range support, sendfile) into a fresh folder. Storyteller's side does its whole job: the
 HEAD, the download with cancel checks and progress, and the sha256 verification; plain
 hf_hub_download verifies only the size. Rounds alternate between the two; medians are compared.
@@ -27,7 +27,7 @@ from huggingface_hub import hf_hub_download  # noqa: E402
 
 from storyteller.hub.client import HubClient  # noqa: E402
 from storyteller.hub.download import TransferMeter, download_file  # noqa: E402
-from tests.hub_server import FakeHub  # noqa: E402
+from tests.support.hub_server import FakeHub  # noqa: E402
 
 REPO, NAME = "bench/big-GGUF", "big.Q4_K_M.gguf"
 

@@ -9,7 +9,7 @@ per request (psutil) is compared too: with one thread it is the compute itself. 
 
     .venv/bin/python bench/router_capture.py [--model PATH ...] [--tokens 128] [--rounds 7]
 
-Without --model it writes random-weight llama-architecture MoE models with tests/gguf_factory.py:
+Without --model it writes random-weight llama-architecture MoE models with tests/support/gguf_factory.py:
 the test suite's tiny MoE, a 512-dim one, and a quantized 8-expert one shaped like a small Mixtral.
 """
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil  # noqa: E402
 
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment  # noqa: E402
-from tests.gguf_factory import TinyModelSpec, write_quantized_moe, write_tiny_moe  # noqa: E402
+from tests.support.gguf_factory import TinyModelSpec, write_quantized_moe, write_tiny_moe  # noqa: E402
 
 PROMPT = "Once upon a time, in a kingdom by the sea, there lived a young dragon who"
 

@@ -1,20 +1,34 @@
-"""Shared fixtures: tiny MoE GGUFs written with the gguf package, the Gemma 3 270M GGUF, engines."""
+"""The fixtures every test module shares: models, engines, app contexts and services, the fake Hub, the app
+and the browser. Helpers (factories, runners, the scripted engine) are in tests/support/.
+
+Engines: `scripted_*` fixtures stand in a ScriptedEngine (tests/support/scripted_engine.py) for core logic
+that needs no real tokens; `tiny_*` fixtures load the tiny MoE in a llama.cpp worker, for what involves the
+engine (token counts, cache reuse, stop, streaming saves, router capture).
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
+from storyteller.core.context import AppContext
+from storyteller.core.models.loading import load_model
+from storyteller.core.services import Services
 from storyteller.engine import LoadSettings, LocalEngine
-from tests.gguf_factory import TinyModelSpec, write_tiny_moe
+from tests.support.app_runner import running_app
+from tests.support.browser import launch_chromium, new_page
+from tests.support.cli import InProcessCli
+from tests.support.gguf_factory import TinyModelSpec, write_quantized_moe, write_tiny_moe
+from tests.support.hub_server import FakeHub, populate
+from tests.support.scripted_engine import ScriptedEngine
 
-CHROMIUM = "/usr/bin/chromium"
 # The shared engines run one thread: llama.cpp's threads spin at every barrier, so on a busy
 # machine two threads made these small models 20-50x slower than one.
 SINGLE_THREAD = 1
+
+
+# --- model files ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +39,12 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(model_dir) -> Path:
     return write_tiny_moe(model_dir / "tiny-moe.gguf")
+
+
+@pytest.fixture(scope="session")
+def quantized_model(model_dir) -> Path:
+    """The tiny MoE with quantized weights (the types llama.cpp repacks)."""
+    return write_quantized_moe(model_dir / "tiny-moe-q.gguf")
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +67,17 @@ def gemma_model() -> Path:
     return Path(assemble())  # written once to ~/.cache, its sha256 checked
 
 
+# --- engines --------------------------------------------------------------------------------------
+
+
+def tiny_settings(path: Path, **changes) -> LoadSettings:
+    return LoadSettings(model_path=str(path), n_ctx=2048, n_threads=SINGLE_THREAD, **changes)
+
+
 @pytest.fixture(scope="module")
 def tiny_engine(tiny_model, tmp_path_factory):
     engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(tiny_model), n_ctx=2048, n_threads=SINGLE_THREAD))
+    engine.load(tiny_settings(tiny_model))
     yield engine
     engine.unload()
 
@@ -58,39 +85,136 @@ def tiny_engine(tiny_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def gemma_engine(gemma_model, tmp_path_factory):
     engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(gemma_model), n_ctx=2048, n_threads=SINGLE_THREAD))
+    engine.load(tiny_settings(gemma_model))
     yield engine
     engine.unload()
 
 
-def require_chromium() -> str:
-    """The browser tests run wherever Chromium is installed, and must run in CI."""
-    path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("Chromium is missing in CI (.ci/run installs it)")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    return path
+@pytest.fixture
+def scripted_engine() -> ScriptedEngine:
+    return ScriptedEngine()
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# --- app contexts and services --------------------------------------------------------------------
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    """A fresh data folder; its engine is a LocalEngine with no model loaded (none starts unless asked)."""
+    context = AppContext.open(tmp_path / "data")
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def services(ctx) -> Services:
+    return Services(ctx)
+
+
+@pytest.fixture
+def scripted_ctx(tmp_path, tiny_model, scripted_engine):
+    """A fresh data folder with the scripted engine "loaded" with the tiny model's file (its name, its size)."""
+    context = AppContext.open(tmp_path / "data", engine=scripted_engine)
+    load_model(context, tiny_settings(tiny_model, n_gpu_layers=0))
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def scripted_services(scripted_ctx) -> Services:
+    return Services(scripted_ctx)
+
+
+@pytest.fixture(scope="module")
+def tiny_ctx(tiny_model, tmp_path_factory):
+    """One data folder per test module with the tiny MoE loaded in a real llama.cpp worker."""
+    data_dir = tmp_path_factory.mktemp("tiny-data")
+    context = AppContext.open(data_dir, engine=LocalEngine(log_dir=data_dir / "logs"))
+    load_model(context, tiny_settings(tiny_model))
+    yield context
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_services(tiny_ctx) -> Services:
+    return Services(tiny_ctx)
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(tmp_path, capsys, monkeypatch) -> InProcessCli:
+    """`storyteller …` run in this process on tmp_path/data; `cli.scripted()` gives it the scripted engine."""
+    return InProcessCli(tmp_path / "data", capsys, monkeypatch)
+
+
+# --- the fake Hub ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A FakeHub with the hosted test models (tests/support/hub_server.populate), one per test module."""
+    with FakeHub() as server:
+        server.models = populate(server, tmp_path_factory.mktemp("hosted"))
+        yield server
+
+
+# --- the app and the browser ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python app.py` on a fresh data folder, no model loaded; one per test module."""
+    with running_app(tmp_path_factory.mktemp("data")) as app:
+        yield app
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_model, tmp_path_factory):
+    """`python app.py --model tiny-moe.gguf` on a fresh data folder; one per test module."""
+    with running_app(tmp_path_factory.mktemp("data"), "--model", str(tiny_model)) as app:
+        yield app
 
 
 @pytest.fixture(scope="session")
 def browser():
     """Debian's Chromium through Playwright (Playwright's own browser download is not used)."""
-    executable = require_chromium()
-    from playwright.sync_api import sync_playwright
+    with launch_chromium() as chromium:
+        yield chromium
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+
+@pytest.fixture
+def open_page(browser):
+    """open_page(app, tab=…, ready=…, width=…, height=…): a new browser page on the app; closed after the test."""
+    pages = []
+
+    def open_(app, **options):
+        page = new_page(browser, app.url, **options)
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        if not page.is_closed():
+            page.close()
+
+
+# --- markers --------------------------------------------------------------------------------------
+
+# A test that asks for one of these fixtures gets the marker even where its module forgot it, so
+# `-m "not browser"` / `-m "not gemma"` never runs one by accident. `make test` runs every group.
+MARKED_BY_FIXTURE = {
+    "browser": "browser", "open_page": "browser",
+    "gemma_model": "gemma", "gemma_engine": "gemma",
+    "server": "server", "tiny_server": "server",
+    "slow_model": "slow",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for fixture in item.fixturenames:
+            marker = MARKED_BY_FIXTURE.get(fixture)
+            if marker and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)

@@ -9,38 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_runner import SCREENSHOTS, running_app
+from tests.support.app_runner import running_app
+from tests.support.browser import bot_text, send, set_max_tokens
+from tests.support.paths import SCREENSHOTS
 
-
-@pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("data"), "--model", str(tiny_model)) as app:
-        yield app
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
 @pytest.fixture
-def page(browser, server):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(server.url)
-    page.wait_for_selector("#chat-input textarea", timeout=30_000)
-    yield page
-    page.close()
-
-
-def bot_text(page) -> str:
-    messages = page.locator("#chatbot .message.bot, #chatbot [data-testid='bot']")
-    return messages.last.inner_text() if messages.count() else ""
-
-
-def set_max_tokens(page, n: int) -> None:
-    box = page.locator("#max-tokens input[type='number']")
-    box.fill(str(n))
-    box.press("Enter")
-
-
-def send(page, text: str) -> None:
-    page.locator("#chat-input textarea").fill(text)
-    page.locator("#send").click()
+def page(open_page, tiny_server):
+    return open_page(tiny_server, ready="#chat-input textarea", height=900)
 
 
 def test_reply_streams_in_and_stop_keeps_it(page):
@@ -69,8 +47,8 @@ def test_reply_streams_in_and_stop_keeps_it(page):
     page.screenshot(path=str(SCREENSHOTS / "chat-stopped.png"))
 
 
-def test_worker_crash_shows_a_message_and_reload_works(page, server):
-    worker = next(pid for pid in _children(server.process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+def test_worker_crash_shows_a_message_and_reload_works(page, tiny_server):
+    worker = next(pid for pid in _children(tiny_server.process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(worker, signal.SIGKILL)
     time.sleep(0.5)
     send(page, "Are you still there?")

@@ -19,10 +19,9 @@ from storyteller.core.cards.card_files import CardPackage, read_card_file
 from storyteller.core.cards.cards import Card, card_from_json, example_dialogues
 from storyteller.core.cards.character_context import card_tokens, first_message, macro_context
 from storyteller.core.cards.characters import CharacterLibrary
-from storyteller.core.context import AppContext
 from storyteller.core.prompting.token_count import count_tokens
 from storyteller.engine import Segment
-from tests.card_factory import (
+from tests.support.card_factory import (
     b64json,
     image_bytes,
     sillytavern_card,
@@ -31,13 +30,6 @@ from tests.card_factory import (
     write_charx,
     write_png,
 )
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    context = AppContext.open(tmp_path / "data")
-    yield context
-    context.close()
 
 
 @pytest.fixture

@@ -13,15 +13,12 @@ import pytest
 from PIL import Image
 
 from storyteller.core.cards.characters import CharacterLibrary
-from storyteller.core.context import AppContext
-from tests.card_factory import b64json, image_bytes, sillytavern_card, write_charx, write_png
+from tests.support.card_factory import b64json, image_bytes, sillytavern_card, write_charx, write_png
 
 
 @pytest.fixture
-def library(tmp_path):
-    ctx = AppContext.open(tmp_path / "data")
-    yield CharacterLibrary(ctx)
-    ctx.close()
+def library(ctx):
+    return CharacterLibrary(ctx)
 
 
 def files_under(folder) -> set[str]:

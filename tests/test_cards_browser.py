@@ -12,26 +12,16 @@ from PIL import Image
 from storyteller.core.cards.characters import CharacterLibrary
 from storyteller.core.cards.lorebooks import LorebookLibrary
 from storyteller.core.context import AppContext
-from tests.app_runner import SCREENSHOTS, running_app
-from tests.card_factory import b64json, sillytavern_card, write_png
+from tests.support.browser import open_tab
+from tests.support.card_factory import b64json, sillytavern_card, write_png
+from tests.support.paths import SCREENSHOTS
 
-pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("data")) as app:
-        yield app
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
 @pytest.fixture
-def page(browser, server):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(server.url)
-    page.get_by_role("tab", name="Characters").click()
-    page.wait_for_selector("#character-gallery", timeout=30_000)
-    yield page
-    page.close()
+def page(open_page, server):
+    return open_page(server, tab="Characters", ready="#character-gallery", width=1400)
 
 
 def gallery_captions(page) -> list[str]:
@@ -115,12 +105,8 @@ def test_edit_search_export_and_delete(page, server, tmp_path):
     )
 
 
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
-
-
 def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tmp_path):
-    open_tab(page, "Personas")
+    open_tab(page, "Personas", exact=False)
     page.locator("#new-persona").click()
     page.wait_for_selector("#persona-name", state="visible")
     page.locator("#persona-name textarea, #persona-name input").first.fill("Alex")
@@ -128,7 +114,7 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
     page.wait_for_function("() => document.querySelector('#persona-pick input').value.includes('Alex')", timeout=15_000)
     page.screenshot(path=str(SCREENSHOTS / "personas.png"), full_page=True)
 
-    open_tab(page, "Characters")
+    open_tab(page, "Characters", exact=False)
     card = tmp_path / "Lyra.json"
     card.write_text(json.dumps({"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "Lyra", "first_mes": "Hi {{user}}, I am {{char}}."}}))
     import_cards(page, card)
@@ -137,7 +123,7 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
     page.wait_for_function(
         "() => document.querySelector('#chatbot')?.innerText.includes('Hi Alex, I am Lyra.')", timeout=20_000
     )
-    open_tab(page, "Characters")
+    open_tab(page, "Characters", exact=False)
 
     page.get_by_text("Lorebook", exact=True).click()
     page.locator("#card-add-entry").click()
@@ -157,7 +143,7 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
 
 
 def test_world_info_import_and_entry_edit(page, server, tmp_path):
-    open_tab(page, "Lorebooks")
+    open_tab(page, "Lorebooks", exact=False)
     world = tmp_path / "Eldoria.json"
     world.write_text(json.dumps({"entries": {"0": {"uid": 0, "key": ["Eldoria"], "content": "A realm.", "order": 5, "position": 0, "disable": False, "extra": [1]}}}))
     with page.expect_file_chooser() as chooser:

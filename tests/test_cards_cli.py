@@ -8,20 +8,12 @@ import zipfile
 import pytest
 from PIL import Image
 
-from storyteller.cli import main
-from tests.card_factory import b64json, sillytavern_card, v3_card_with_assets, write_png
+from tests.support.card_factory import b64json, sillytavern_card, v3_card_with_assets, write_png
 
 
 @pytest.fixture
-def cards(tmp_path, capsys):
-    data_dir = tmp_path / "data"
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["cards", argv[0], "--data-dir", str(data_dir), *argv[1:]])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def cards(cli):
+    return cli.group("cards")
 
 
 def test_import_list_export_rm(cards, tmp_path):

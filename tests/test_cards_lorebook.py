@@ -12,7 +12,7 @@ from storyteller.core.cards.lorebooks import LorebookLibrary, lorebook_json
 from storyteller.core.context import AppContext
 from storyteller.core.lore.activation import activate, split_decorators
 from storyteller.core.lore.book import Lorebook, LorebookDoc, LoreEntry
-from tests.card_factory import sillytavern_card
+from tests.support.card_factory import sillytavern_card
 
 
 def book(*entries: dict, **settings) -> Lorebook:

@@ -9,7 +9,6 @@ import pytest
 
 from storyteller.core.cards.macros import MacroContext, substitute
 from storyteller.core.cards.personas import PersonaLibrary
-from storyteller.core.context import AppContext
 
 
 def ctx_(**kwargs) -> MacroContext:
@@ -47,10 +46,8 @@ def test_macros_inside_random_choices_are_resolved_first():
 
 
 @pytest.fixture
-def personas(tmp_path):
-    ctx = AppContext.open(tmp_path / "data")
-    yield PersonaLibrary(ctx)
-    ctx.close()
+def personas(ctx):
+    return PersonaLibrary(ctx)
 
 
 def test_personas_one_default_and_one_per_chat(personas):
@@ -71,7 +68,7 @@ def test_personas_one_default_and_one_per_chat(personas):
 
 
 def test_persona_avatar(personas):
-    from tests.card_factory import image_bytes
+    from tests.support.card_factory import image_bytes
 
     alex = personas.add("Alex")
     alex = personas.set_avatar(alex.id, image_bytes(), "me.png")

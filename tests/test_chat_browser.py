@@ -6,7 +6,11 @@ import pytest
 
 from storyteller.core.context import AppContext
 from storyteller.storage.characters import CharacterRepository
-from tests.app_runner import SCREENSHOTS, running_app
+from tests.support.app_runner import running_app
+from tests.support.browser import chat_text, wait_for_reply, wait_for_text
+from tests.support.paths import SCREENSHOTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
 ANN = {
     "spec": "chara_card_v2",
@@ -27,27 +31,6 @@ def data_dir(tmp_path_factory):
     CharacterRepository(ctx.db).add(ANN, None, {}, None)
     ctx.close()
     return path
-
-
-def chat_text(page) -> str:
-    return page.locator("#chatbot").inner_text()
-
-
-def wait_for_text(page, text: str, timeout: int = 30_000) -> None:
-    page.wait_for_function(
-        "t => document.querySelector('#chatbot').innerText.includes(t)", arg=text, timeout=timeout
-    )
-
-
-def wait_for_reply(page, previous: str = "") -> None:
-    """Waits for a new stats line: the one after the reply that `previous` described."""
-    try:
-        page.wait_for_function(
-            "p => { const t = document.querySelector('#chat-stats').innerText; return t.includes('ended by') && t !== p }",
-            arg=previous, timeout=60_000,
-        )
-    except Exception as exc:
-        raise AssertionError(f"no reply; the stats line says: {page.locator('#chat-stats').inner_text()!r}") from exc
 
 
 def pick(page, dropdown: str, option: str) -> None:

@@ -10,8 +10,6 @@ import pytest
 from storyteller.cli import main
 from storyteller.core.cards.characters import CharacterLibrary
 from storyteller.core.chat.chat_files import ChatFileError, ChatFiles, parse_chat_file
-from storyteller.core.context import AppContext
-from storyteller.core.services import Services
 from storyteller.storage.chats import NewMessage
 
 HEADER = {
@@ -37,18 +35,6 @@ LINES = [
     {"name": "Alice", "is_user": True, "is_system": False, "send_date": "May 12, 2024 6:36pm",
      "mes": "Thank you.\nReally.", "extra": {}},
 ]
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    context = AppContext.open(tmp_path / "data")
-    yield context
-    context.close()
-
-
-@pytest.fixture
-def services(ctx):
-    return Services(ctx)
 
 
 def jsonl(*lines) -> bytes:
@@ -216,15 +202,8 @@ def test_a_tree_that_fails_to_write_leaves_nothing_behind(ctx):
 
 
 @pytest.fixture
-def chats(tmp_path, capsys):
-    data_dir = tmp_path / "cli-data"
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        code = main(["chats", argv[0], "--data-dir", str(data_dir), *argv[1:]])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+def chats(cli):
+    return cli.group("chats")
 
 
 def test_cli_import_list_export(chats, tmp_path):

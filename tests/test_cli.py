@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.app_runner import ROOT
+from tests.support.paths import ROOT
 
 
 def storyteller(*args: str, stdin: str | None = None, data_dir=None, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from storyteller.engine import (
-    Engine,
     EngineCapabilities,
     GenerationStats,
     LoadPlacement,
@@ -18,13 +17,9 @@ from storyteller.engine import (
     SamplerSettings,
 )
 from storyteller.engine.sampling import SAMPLER_NAMES
+from tests.support.engine_protocol import protocol_members
 
 PACKAGE = Path(__file__).resolve().parent.parent / "storyteller"
-
-
-def protocol_members() -> set[str]:
-    names = {name for name in vars(Engine) if not name.startswith("_")}
-    return names | set(Engine.__annotations__)
 
 
 def engine_attributes(source: str) -> set[str]:

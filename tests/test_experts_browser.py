@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from tests.app_runner import SCREENSHOTS, running_app
-from tests.test_browser import send, set_max_tokens
+import pytest
 
+from tests.support.app_runner import running_app
+from tests.support.browser import open_tab, send, set_max_tokens
+from tests.support.paths import SCREENSHOTS
 
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
 
 def test_a_reply_shows_its_routing_and_the_expert_counts_compare(tiny_model, browser, tmp_path):

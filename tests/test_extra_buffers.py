@@ -14,18 +14,12 @@ import re
 import pytest
 
 from storyteller.engine import GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
-from storyteller.engine.kernel_check import CHECKED_TYPES, SIMULATE_CRASH_ENV, model_tensor_types, run_check
+from storyteller.engine.kernel_check import SIMULATE_CRASH_ENV, model_tensor_types, run_check
 from storyteller.engine.kernel_probe import write_check_model
 from storyteller.core.models.completion import finish
-from tests.gguf_factory import write_quantized_moe
 
 GREEDY = SamplerSettings(temperature=0.0, ignore_eos=True)
 CRASHED = "llama.cpp's extra CPU buffer kernels crashed on this CPU; they are off now."
-
-
-@pytest.fixture(scope="module")
-def quantized_model(model_dir):
-    return write_quantized_moe(model_dir / "quantized-for-extra-buffers.gguf")
 
 
 def settings(path, extra="auto") -> LoadSettings:

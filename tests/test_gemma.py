@@ -7,8 +7,9 @@ import re
 import pytest
 
 from storyteller.core.models.completion import complete
-from storyteller.engine import LoadSettings, LocalEngine, SamplerSettings
-from tests.app_runner import SCREENSHOTS, running_app
+from storyteller.engine import SamplerSettings
+from tests.support.app_runner import running_app
+from tests.support.paths import SCREENSHOTS
 
 pytestmark = pytest.mark.gemma
 GREEDY = SamplerSettings(temperature=0.0)
@@ -22,14 +23,6 @@ def readable(text: str, min_words: int = 5) -> bool:
     plain = sum(ch.isascii() and (ch.isalpha() or ch in " ,.'!?;:-\n\"") for ch in text)
     words = re.findall(r"[A-Za-z]{2,}", text)
     return plain / len(text) > 0.9 and len(words) >= min_words
-
-
-@pytest.fixture(scope="module")
-def gemma_engine(gemma_model, tmp_path_factory):
-    engine = LocalEngine(log_dir=tmp_path_factory.mktemp("logs"))
-    engine.load(LoadSettings(model_path=str(gemma_model), n_ctx=2048))
-    yield engine
-    engine.unload()
 
 
 def test_gemma_writes_readable_text(gemma_engine):
@@ -46,6 +39,9 @@ def test_stop_string_on_real_text(gemma_engine):
     assert stopped.text == free[: free.index(".")]
 
 
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.slow
 def test_ui_chat_with_gemma_streams_readable_text(gemma_model, browser, tmp_path):
     with running_app(tmp_path, "--model", str(gemma_model)) as app:
         page = browser.new_page(viewport={"width": 1280, "height": 900})

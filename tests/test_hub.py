@@ -12,7 +12,7 @@ from storyteller.hub.catalog import choose_by_quant, group_gguf_files, load_cata
 from storyteller.hub.client import HubAccessDenied, HubClient, HubError, HubNotFound, HubOffline, parse_repo_id
 from storyteller.hub.download import DownloadCancelled, TransferMeter, download_file, part_path
 from storyteller.hub.layout import has_per_expert_layout
-from tests.hub_server import GATED_TOKEN, hub  # noqa: F401 (fixture)
+from tests.support.hub_server import GATED_TOKEN
 
 
 @pytest.fixture

@@ -15,18 +15,15 @@ from storyteller.hub.catalog import choose_by_quant
 from storyteller.hub.client import HubClient, HubError
 from storyteller.hub.fit import ALL_LAYERS, Machine, ModelShape, estimate_fit
 from storyteller.hub.layout import convert_to_stacked, has_per_expert_layout
-from tests.gguf_factory import TinyModelSpec, write_quantized_moe
-from tests.hub_server import hub  # noqa: F401 (fixture)
+from tests.support.gguf_factory import TinyModelSpec, write_quantized_moe
 
 PROMPTS = ["Once upon a time", "The dragon said", "In the castle of the old king", "hello world"]
 PLENTY = Machine(ram_free=64 << 30, gpu_offload=False, vram_free=None)
 
 
 @pytest.fixture
-def library(hub, tmp_path):
-    ctx = AppContext.open(tmp_path / "data")
-    yield Library(ctx, client=HubClient(endpoint=hub.url), machine=lambda _ctx: PLENTY)
-    ctx.close()
+def library(hub, ctx):
+    return Library(ctx, client=HubClient(endpoint=hub.url), machine=lambda _ctx: PLENTY)
 
 
 def greedy_ids(path, prompts=PROMPTS, log_dir=None) -> list[list[int]]:
@@ -38,6 +35,7 @@ def greedy_ids(path, prompts=PROMPTS, log_dir=None) -> list[list[int]]:
         engine.unload()
 
 
+@pytest.mark.slow
 def test_old_layout_is_refused_by_llama_cpp_and_converted_computes_like_the_native_twin(tmp_path):
     spec = TinyModelSpec(seed=99)
     old = write_quantized_moe(tmp_path / "old.gguf", spec, per_expert=True)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app_runner import SCREENSHOTS, running_app
-from tests.gguf_factory import TinyModelSpec, write_quantized_moe
-from tests.hub_server import FakeHub
+from tests.support.app_runner import running_app
+from tests.support.paths import SCREENSHOTS
+from tests.support.gguf_factory import TinyModelSpec, write_quantized_moe
+from tests.support.hub_server import FakeHub
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 # ~23 MB: several of huggingface_hub's 10 MiB download chunks, so the bar moves in steps.
 MEDIUM = TinyModelSpec(n_embd=256, n_head=4, n_head_kv=2, n_layer=8, n_ff=1024)
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def medium_hub(tmp_path_factory):
+    """Not conftest's `hub`: the catalog's repos, with a model big enough to show download progress."""
     folder = tmp_path_factory.mktemp("hosted")
     with FakeHub() as server:
         medium = write_quantized_moe(folder / "medium.gguf", MEDIUM)
@@ -28,19 +30,14 @@ def hub(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app(hub, tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("data"), env={"HF_ENDPOINT": hub.url, "HF_TOKEN": ""}) as running:
+def app(medium_hub, tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("data"), env={"HF_ENDPOINT": medium_hub.url, "HF_TOKEN": ""}) as running:
         yield running
 
 
 @pytest.fixture
-def page(browser, app):
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    page.goto(app.url)
-    page.get_by_role("tab", name="Library").click()
-    page.wait_for_selector("#catalog-pick", timeout=30_000)
-    yield page
-    page.close()
+def page(open_page, app):
+    return open_page(app, tab="Library", ready="#catalog-pick", height=1400)
 
 
 def pick(page, dropdown_id: str, option: str) -> None:
@@ -56,7 +53,7 @@ def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
     )
 
 
-def test_catalog_model_downloads_with_progress_and_loads_in_one_click(page, hub):
+def test_catalog_model_downloads_with_progress_and_loads_in_one_click(page, medium_hub):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     pick(page, "catalog-pick", "CognitiveFusion2 4x7B")
     wait_text(page, "#catalog-card", "YamshadowExperiment28-7B")
@@ -65,7 +62,7 @@ def test_catalog_model_downloads_with_progress_and_loads_in_one_click(page, hub)
     assert "Q4_K_M" in table and "Q8_0" in table and "fits" in table
     page.screenshot(path=str(SCREENSHOTS / "library-catalog.png"), full_page=True)
 
-    hub.bytes_per_second = 6 << 20
+    medium_hub.bytes_per_second = 6 << 20
     page.locator("#download").click()
     page.wait_for_function(
         "() => { const b = document.querySelector('#dl-bar'); return b && b.value > 0 && b.value < 1 }", timeout=30_000
@@ -73,7 +70,7 @@ def test_catalog_model_downloads_with_progress_and_loads_in_one_click(page, hub)
     assert "MB/s" in page.locator("#download-progress").inner_text()
     page.screenshot(path=str(SCREENSHOTS / "library-downloading.png"), full_page=True)
     wait_text(page, "#download-progress", "downloaded, verified and added", timeout=60_000)
-    hub.bytes_per_second = None
+    medium_hub.bytes_per_second = None
     assert "CognitiveFusion2-model-q4-k-m.gguf" in page.locator("#local-models").inner_text()
 
     page.locator("#library-load").click()
@@ -92,11 +89,11 @@ def test_old_layout_is_flagged_before_download_and_converted(page):
     page.screenshot(path=str(SCREENSHOTS / "library-old-layout.png"), full_page=True)
 
 
-def test_cancel_stops_the_download_and_says_it_resumes(page, hub):
+def test_cancel_stops_the_download_and_says_it_resumes(page, medium_hub):
     pick(page, "catalog-pick", "CognitiveFusion2 4x7B")
     wait_text(page, "#file-check", "layout:")
     pick(page, "file-pick", "CognitiveFusion2-model-q4-k-m.gguf")
-    hub.bytes_per_second = 4 << 20
+    medium_hub.bytes_per_second = 4 << 20
     pick(page, "local-pick", "CognitiveFusion2-model-q4-k-m.gguf")  # the first test downloaded it:
     page.locator("#library-remove").click()  # start again from nothing
     wait_text(page, "#library-status", "Removed")
@@ -106,4 +103,4 @@ def test_cancel_stops_the_download_and_says_it_resumes(page, hub):
     )
     page.locator("#cancel-download").click()
     wait_text(page, "#download-progress", "cancelled; it resumes")
-    hub.bytes_per_second = None
+    medium_hub.bytes_per_second = None

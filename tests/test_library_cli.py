@@ -1,29 +1,21 @@
-"""`storyteller models …` as a user runs it, against the local Hub (HF_ENDPOINT)."""
+"""`storyteller models …` against the local Hub (HF_ENDPOINT), run in this process (test_cli.py runs real processes)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.app_runner import ROOT
-from tests.gguf_factory import write_quantized_moe
-from tests.hub_server import hub  # noqa: F401 (fixture)
+from tests.support.gguf_factory import write_quantized_moe
 
 
 @pytest.fixture
-def models(hub, tmp_path):
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
-    env.pop("HF_TOKEN", None)
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "storyteller", "models", *args, "--data-dir", str(tmp_path / "data")],
-                              capture_output=True, text=True, timeout=180, cwd=ROOT, env=env)
-
-    return run
+def models(hub, cli, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    return lambda *args: cli("models", *args)
 
 
 def test_search_and_files(models):

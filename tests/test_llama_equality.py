@@ -32,7 +32,7 @@ import sys
 import pytest
 
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
-from tests.gguf_factory import WORDS, write_quantized_moe
+from tests.support.gguf_factory import WORDS
 
 GREEDY = SamplerSettings(temperature=0.0, min_p=0.0)
 THREADS = 1
@@ -132,11 +132,6 @@ SIZES = {
     "tiny-q": dict(TINY, prompt=323),
     "gemma": dict(prompt=565, reply=16, user=16, n_ctx=768, n_batch=256, edit=40, keep=24, gap=200),
 }
-
-
-@pytest.fixture(scope="module")
-def quantized_model(model_dir):
-    return write_quantized_moe(model_dir / "tiny-moe-q.gguf")
 
 
 def story_text(n_words: int) -> str:

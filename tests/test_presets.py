@@ -24,7 +24,6 @@ from storyteller.core.presets.presets import (
 )
 from storyteller.engine import GenerateRequest, SamplerSettings, Segment
 from storyteller.engine.sampling import SAMPLER_NAMES
-from tests.test_cli import storyteller
 
 BUNDLED = load_bundled_presets(bundled_presets_dir())
 
@@ -32,13 +31,6 @@ BUNDLED = load_bundled_presets(bundled_presets_dir())
 def write_json(path: Path, document) -> Path:
     path.write_text(json.dumps(document), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    context = AppContext.open(tmp_path / "data")
-    yield context
-    context.close()
 
 
 @pytest.fixture
@@ -389,58 +381,60 @@ def _complete(engine, sampling):
     return list(engine.generate(request))[-1]
 
 
-# --- the command -------------------------------------------------------------------------------
+# --- the command (in this process; generate with the scripted engine) ----------------------------
 
 
-def test_cli_import_list_export_rm(tmp_path):
+def test_cli_import_list_export_rm(cli, tmp_path):
     data = tmp_path / "data"
     st = write_json(tmp_path / "Tavern.json", sillytavern_preset(top_a=0.3))
-    result = storyteller("presets", "import", str(st), "--data-dir", str(data))
+    result = cli("presets", "import", str(st), "--data-dir", str(data))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Tavern\n"
     assert "top_a = 0.3" in result.stderr
-    again = storyteller("presets", "import", str(st), "--data-dir", str(data))
+    again = cli("presets", "import", str(st), "--data-dir", str(data))
     assert again.returncode == 1 and "already exists" in again.stderr and "--name" in again.stderr
     assert "Traceback" not in again.stderr
 
-    listed = storyteller("presets", "list", "--json", "--data-dir", str(data))
+    listed = cli("presets", "list", "--json", "--data-dir", str(data))
     rows = [json.loads(line) for line in listed.stdout.splitlines()]
     assert {"name": "Tavern", "description": "Imported from SillyTavern (Tavern.json)", "bundled": False,
             "default": False} in rows
     assert sum(row["bundled"] for row in rows) == len(BUNDLED)
-    plain = storyteller("presets", "list", "--data-dir", str(data)).stdout.splitlines()
+    plain = cli("presets", "list", "--data-dir", str(data)).stdout.splitlines()
     assert "Tavern\tuser\tImported from SillyTavern (Tavern.json)" in plain
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    exported = storyteller("presets", "export", "Tavern", "--to", str(out_dir), "--data-dir", str(data))
+    exported = cli("presets", "export", "Tavern", "--to", str(out_dir), "--data-dir", str(data))
     assert exported.returncode == 0 and exported.stdout.strip() == str(out_dir / "Tavern.json")
     assert json.loads((out_dir / "Tavern.json").read_text())["temperature"] == 1.1
     other = tmp_path / "other"
-    assert storyteller("presets", "import", str(out_dir / "Tavern.json"), "--data-dir", str(other)).returncode == 0
+    assert cli("presets", "import", str(out_dir / "Tavern.json"), "--data-dir", str(other)).returncode == 0
 
-    assert storyteller("presets", "rm", "Tavern", "--data-dir", str(data)).returncode == 0
-    gone = storyteller("presets", "rm", "Tavern", "--data-dir", str(data))
+    assert cli("presets", "rm", "Tavern", "--data-dir", str(data)).returncode == 0
+    gone = cli("presets", "rm", "Tavern", "--data-dir", str(data))
     assert gone.returncode == 1 and "no preset named 'Tavern'" in gone.stderr
-    bundled = storyteller("presets", "rm", "Neutral", "--data-dir", str(data))
+    bundled = cli("presets", "rm", "Neutral", "--data-dir", str(data))
     assert bundled.returncode == 1 and "bundled" in bundled.stderr
 
 
-def test_cli_import_errors_name_the_field_and_write_nothing(tmp_path):
+def test_cli_import_errors_name_the_field_and_write_nothing(cli, tmp_path):
     data = tmp_path / "data"
     bad = write_json(tmp_path / "bad.json", sillytavern_preset(xtc_probability=3))
-    result = storyteller("presets", "import", str(bad), "--data-dir", str(data))
+    result = cli("presets", "import", str(bad), "--data-dir", str(data))
     assert result.returncode == 1
     assert "bad.json: xtc_probability" in result.stderr and "Traceback" not in result.stderr
-    listed = storyteller("presets", "list", "--json", "--data-dir", str(data)).stdout.splitlines()
+    listed = cli("presets", "list", "--json", "--data-dir", str(data)).stdout.splitlines()
     assert not any(not json.loads(line)["bundled"] for line in listed)
-    missing = storyteller("presets", "export", "Nope", "--to", str(tmp_path / "x.json"), "--data-dir", str(data))
+    missing = cli("presets", "export", "Nope", "--to", str(tmp_path / "x.json"), "--data-dir", str(data))
     assert missing.returncode == 1 and "no preset named" in missing.stderr
 
 
-def test_generate_with_a_preset(tiny_model, tmp_path):
+def test_generate_with_a_preset(cli, tiny_model, tmp_path):
+    cli.scripted()
+
     def generate(*extra):
-        return storyteller("generate", "--model", str(tiny_model), "--prompt", "hello", "--json", *extra, data_dir=tmp_path)
+        return cli("generate", None, "--model", str(tiny_model), "--prompt", "hello", "--json", *extra)
 
     first, second = generate("--preset", "deterministic", "--max-tokens", "12"), generate("--preset", "Deterministic", "--max-tokens", "12")
     assert first.returncode == 0, first.stderr

@@ -8,27 +8,16 @@ import pytest
 
 from storyteller.core.context import AppContext
 from storyteller.core.presets.presets import PresetLibrary
-from tests.app_runner import SCREENSHOTS, running_app
+from tests.support.browser import WAIT_MS
+from tests.support.paths import SCREENSHOTS
 
-pytestmark = pytest.mark.browser
-# Generous: the app answers in well under a second, but test machines can be very busy.
-WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("data")) as app:
-        yield app
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
 @pytest.fixture
-def page(browser, server):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(server.url)
-    page.get_by_role("tab", name="Presets").click()
-    page.wait_for_function("() => document.querySelector('#preset-status').innerText.includes('·')", timeout=WAIT_MS)
-    yield page
-    page.close()
+def page(open_page, server):
+    return open_page(server, tab="Presets",
+                     ready_js="() => document.querySelector('#preset-status').innerText.includes('·')")
 
 
 def number(page, key: str) -> float:

@@ -7,7 +7,7 @@ import pytest
 
 from storyteller.core.routing.router import RoutingTrace
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, PromptProgress, SamplerSettings, Segment
-from tests.gguf_factory import TinyModelSpec, _tensors, write_tiny_moe
+from tests.support.gguf_factory import TinyModelSpec, _tensors, write_tiny_moe
 
 GREEDY = SamplerSettings(temperature=0.0, ignore_eos=True)
 PROMPT = [Segment("the dragon said hello to the knight")]
@@ -126,6 +126,7 @@ def test_a_three_expert_model(model_dir, tmp_path):
         engine.unload()
 
 
+@pytest.mark.gemma
 def test_a_dense_model_has_no_routing(gemma_engine):
     done = run(gemma_engine, [Segment("Once upon a time")], capture=True, max_tokens=2)
     assert done.routing is None

@@ -167,6 +167,7 @@ def test_a_banned_string_never_appears_in_200_sampled_tokens(tiny_engine):
     assert done.stats.generated_tokens == 200 and len(done.token_ids) == 200
 
 
+@pytest.mark.gemma
 def test_banned_strings_ignore_case_and_rewind_across_tokens_on_real_text(gemma_engine, story):
     assert "They had a lot of" in story and "family" in story
     done = gemma(gemma_engine, STORY, 24, banned_strings=["they had a lot of", "family"])
@@ -182,6 +183,7 @@ def test_banned_strings_and_stop_strings_work_together(tiny_engine):
     assert stop not in done.text and "sword" not in done.text
 
 
+@pytest.mark.gemma
 def test_logit_bias_by_text_bans_the_tokens_of_that_text(gemma_engine, story):
     assert " family" in story and " happy" in story
     done = gemma(gemma_engine, STORY, 24, logit_bias=[(" family", False), (" happy", -100.0)])
@@ -191,10 +193,12 @@ def test_logit_bias_by_text_bans_the_tokens_of_that_text(gemma_engine, story):
 # --- repetition: DRY and penalties on a real model ---------------------------------------------
 
 
+@pytest.mark.gemma
 def test_dry_stops_a_forced_repetition(gemma_engine, plain):
     assert CYCLE_AGAIN not in gemma(gemma_engine, dry_multiplier=0.8)
 
 
+@pytest.mark.gemma
 def test_dry_base_allowed_length_range_and_breakers_change_its_effect(gemma_engine, plain):
     dry = {"dry_multiplier": 0.8}
     reference = gemma(gemma_engine, **dry)
@@ -206,12 +210,14 @@ def test_dry_base_allowed_length_range_and_breakers_change_its_effect(gemma_engi
     assert gemma(gemma_engine, **dry, dry_sequence_breakers=[","]) == plain
 
 
+@pytest.mark.gemma
 def test_repetition_penalty_sees_the_prompt_within_its_range(gemma_engine, plain):
     assert CYCLE_AGAIN not in gemma(gemma_engine, repeat_penalty=1.3)
     assert gemma(gemma_engine, repeat_penalty=1.3, repeat_last_n=4) == plain
     assert gemma(gemma_engine, repeat_penalty=1.3, repeat_last_n=0) == plain
 
 
+@pytest.mark.gemma
 def test_presence_and_frequency_penalties_change_the_text(gemma_engine, plain):
     presence = gemma(gemma_engine, presence_penalty=1.0)
     frequency = gemma(gemma_engine, frequency_penalty=0.5)
@@ -221,6 +227,7 @@ def test_presence_and_frequency_penalties_change_the_text(gemma_engine, plain):
 # --- grammar -------------------------------------------------------------------------------------
 
 
+@pytest.mark.gemma
 def test_grammar_constrains_the_output(gemma_engine):
     done = gemma(gemma_engine, "Is the sky blue? Answer:", 12, grammar='root ::= ("yes" | "no") "."')
     assert done in ("yes.", "no.")

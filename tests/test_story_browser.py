@@ -9,23 +9,10 @@ import pytest
 
 from storyteller.core.chat.stories import StoryService
 from storyteller.core.context import AppContext
-from tests.app_runner import SCREENSHOTS, running_app
+from tests.support.paths import SCREENSHOTS
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 OPENING = "The lighthouse keeper counted the ships every night, and on the hundredth night"
-
-
-@pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("data"), "--model", str(tiny_model)) as app:
-        yield app
-
-
-def open_tab(browser, server, name: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(server.url)
-    page.get_by_role("tab", name=name, exact=True).click()
-    return page
 
 
 def story_text(page) -> str:
@@ -38,8 +25,8 @@ def wait_for_stats(page, words: str, timeout=30_000) -> None:
     )
 
 
-def test_write_generate_stream_stop_undo_redo(browser, server):
-    page = open_tab(browser, server, "Story")
+def test_write_generate_stream_stop_undo_redo(open_page, tiny_server):
+    page = open_page(tiny_server, tab="Story", exact=True)
     # Opening the tab makes the first story and draws it: type only once it is there.
     page.wait_for_function("() => document.querySelector('#story-list input').value.startsWith('Story')",
                            timeout=30_000)
@@ -76,22 +63,22 @@ def test_write_generate_stream_stop_undo_redo(browser, server):
     page.screenshot(path=str(SCREENSHOTS / "story-redone.png"), full_page=True)
 
     # What the page shows is what was stored: a fresh page shows the same story.
-    ctx = AppContext.open(server.data_dir)
+    ctx = AppContext.open(tiny_server.data_dir)
     try:
         listed = StoryService(ctx).list_stories()
         assert len(listed) == 1 and StoryService(ctx).view(listed[0].chat.id).text == continued
     finally:
         ctx.close()
     page.close()
-    again = open_tab(browser, server, "Story")
+    again = open_page(tiny_server, tab="Story", exact=True)
     again.wait_for_function(
         f"() => document.querySelector('#story-text textarea').value === {json.dumps(continued)}", timeout=15_000
     )
     again.close()
 
 
-def test_import_a_chat_file_and_export_it_again(browser, server, tmp_path):
-    page = open_tab(browser, server, "Import / Export")
+def test_import_a_chat_file_and_export_it_again(open_page, tiny_server, tmp_path):
+    page = open_page(tiny_server, tab="Import / Export", exact=True)
     source = tmp_path / "Harbor talk.jsonl"
     source.write_text(
         json.dumps({"user_name": "Ann", "character_name": "Keeper", "create_date": "2024-05-12@18h31m02s",

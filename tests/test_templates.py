@@ -15,7 +15,7 @@ from storyteller.core.prompting.templates import (
     choose_template,
     import_sillytavern_template,
 )
-from tests.gguf_factory import CHAT_TEMPLATE
+from tests.support.gguf_factory import CHAT_TEMPLATE
 
 TEMPLATES = builtin_templates()
 CONVERSATION = [

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOTS = Path(os.environ.get("STORYTELLER_SCREENSHOTS", ROOT / "build" / "screenshots"))
+from tests.support.paths import ROOT
 
 
 @dataclass

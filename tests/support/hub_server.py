@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
-import pytest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -268,7 +267,7 @@ class HostedModels:
 
 
 def populate(hub: FakeHub, folder: Path) -> HostedModels:
-    from tests.gguf_factory import write_quantized_moe
+    from tests.support.gguf_factory import write_quantized_moe
 
     folder.mkdir(parents=True, exist_ok=True)
     tiny = write_quantized_moe(folder / "tiny-moe.Q8_0.gguf")
@@ -288,11 +287,3 @@ def populate(hub: FakeHub, folder: Path) -> HostedModels:
     hub.repos["test/gated-GGUF"].token = GATED_TOKEN
     hub.repos["test/tiny-moe-GGUF"].downloads = 100
     return HostedModels(tiny, old, split_first, blob)
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    """A populated FakeHub for one test module (import this fixture into the module)."""
-    with FakeHub() as server:
-        server.models = populate(server, tmp_path_factory.mktemp("hosted"))
-        yield server

@@ -1,0 +1,106 @@
+"""Chromium through Playwright, and the page helpers the browser tests share."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Generous: the app answers in well under a second, but test machines can be very busy.
+WAIT_MS = 30_000
+
+
+def require_chromium() -> str:
+    """The browser tests run wherever Chromium is installed, and must run in CI."""
+    path = shutil.which("chromium") or (CHROMIUM if Path(CHROMIUM).exists() else None)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI (.ci/run installs it)")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    return path
+
+
+@contextmanager
+def launch_chromium() -> Iterator:
+    """Debian's Chromium, headless (Playwright's own browser download is not used)."""
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, url: str, *, tab: str | None = None, exact: bool = False, ready: str | None = None,
+             ready_js: str | None = None, width: int = 1280, height: int = 1000):
+    """A new page on `url`; then the tab named `tab` clicked, and waited for `ready` (a selector) or `ready_js`."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url)
+    if tab is not None:
+        open_tab(page, tab, exact=exact)
+    if ready is not None:
+        page.wait_for_selector(ready, timeout=WAIT_MS)
+    if ready_js is not None:
+        page.wait_for_function(ready_js, timeout=WAIT_MS)
+    return page
+
+
+def open_tab(page, name: str, *, exact: bool = True) -> None:
+    page.get_by_role("tab", name=name, exact=exact).click()
+
+
+# --- the Chat tab ---------------------------------------------------------------------------------
+
+
+def bot_text(page) -> str:
+    messages = page.locator("#chatbot .message.bot, #chatbot [data-testid='bot']")
+    return messages.last.inner_text() if messages.count() else ""
+
+
+def set_max_tokens(page, n: int) -> None:
+    box = page.locator("#max-tokens input[type='number']")
+    box.fill(str(n))
+    box.press("Enter")
+
+
+def send(page, text: str) -> None:
+    page.locator("#chat-input textarea").fill(text)
+    page.locator("#send").click()
+
+
+def chat_text(page) -> str:
+    return page.locator("#chatbot").inner_text()
+
+
+def wait_for_text(page, text: str, timeout: int = 30_000) -> None:
+    page.wait_for_function(
+        "t => document.querySelector('#chatbot').innerText.includes(t)", arg=text, timeout=timeout
+    )
+
+
+def wait_for_reply(page, previous: str = "") -> None:
+    """Waits for a new stats line: the one after the reply that `previous` described."""
+    try:
+        page.wait_for_function(
+            "p => { const t = document.querySelector('#chat-stats').innerText; return t.includes('ended by') && t !== p }",
+            arg=previous, timeout=60_000,
+        )
+    except Exception as exc:
+        raise AssertionError(f"no reply; the stats line says: {page.locator('#chat-stats').inner_text()!r}") from exc
