@@ -95,3 +95,25 @@ def test_chat_operations_in_the_browser_survive_a_restart(tiny_model, browser, d
         assert "Hello, I am Ann." in chat_text(page)
         page.screenshot(path=str(SCREENSHOTS / "chat-after-restart.png"), full_page=True)
         page.close()
+
+
+def test_saving_the_chat_settings_shows_the_new_preset_in_the_header(tiny_model, browser, tmp_path):
+    with running_app(tmp_path, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        try:
+            page.goto(app.url)
+            page.wait_for_selector("#chat-input textarea", timeout=60_000)
+            page.locator("#new-chat").click()
+            header = page.locator("#chat-info")
+            page.wait_for_function("() => document.querySelector('#chat-info').innerText.includes('preset:')",
+                                   timeout=20_000)
+            assert "Deterministic" not in header.inner_text()
+            page.get_by_text("Chat settings").click()
+            pick(page, "#chat-preset", "Deterministic")
+            page.locator("#save-chat-settings").click()
+            page.wait_for_function(
+                "() => document.querySelector('#chat-info').innerText.includes('preset: Deterministic')",
+                timeout=20_000,
+            )
+        finally:
+            page.close()

@@ -130,12 +130,13 @@ class ChatBrowser:
             self.chats.rename(current, new_title)
         return self.chat_list(current, character)
 
-    def on_save_settings(self, current: str, preset_name: str, template_id: str, note: str, depth: float) -> None:
+    def on_save_settings(self, current: str, preset_name: str, template_id: str, note: str, depth: float) -> dict:
         if not current:
-            return
+            return {}
         self.chats.update_settings(current, author_note=note or "", author_note_depth=int(depth or 0))
         self.chats.bind(current, preset_name, template_id)
         gr.Info("Chat settings saved.")
+        return {self.page.chat_info: chat_header(self.chats.view(current))}  # the header names the new preset
 
     def on_delete_chat(self, current: str, character: str) -> dict:
         if current:
@@ -148,7 +149,8 @@ class ChatBrowser:
         p.new_chat_btn.click(self.on_new_chat, p.character, p.open_outputs)
         p.chat_list.input(self.on_pick, [p.chat_list, p.character], p.open_outputs)
         p.rename_btn.click(self.on_rename, [p.chat_id, p.title, p.character], p.chat_list)
-        p.save_settings_btn.click(self.on_save_settings, [p.chat_id, p.preset, p.template, p.author_note, p.note_depth])
+        p.save_settings_btn.click(self.on_save_settings, [p.chat_id, p.preset, p.template, p.author_note, p.note_depth],
+                                  p.chat_info)
         p.delete_chat_btn.click(lambda: gr.update(visible=True), outputs=p.confirm_delete_btn)
         p.confirm_delete_btn.click(self.on_delete_chat, [p.chat_id, p.character], [p.confirm_delete_btn, *p.open_outputs])
         p.query.submit(self.on_search, p.query, p.results)
