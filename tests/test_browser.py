@@ -85,7 +85,7 @@ def test_model_tab_says_when_extra_buffer_kernels_crashed_and_shows_empty_option
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             page.goto(app.url)
-            page.get_by_role("tab", name="Model").click()
+            page.get_by_role("tab", name="Models").click()  # the load settings are below the library
             status = page.locator("#load-status")
             status.wait_for(timeout=30_000)
             assert "kernels crashed on this CPU; they are off now." in status.inner_text()

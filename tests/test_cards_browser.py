@@ -106,7 +106,7 @@ def test_edit_search_export_and_delete(page, server, tmp_path):
 
 
 def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tmp_path):
-    open_tab(page, "Personas", exact=False)
+    open_tab(page, "Personas", exact=False)  # a sub-tab of Characters, where the page opened
     page.locator("#new-persona").click()
     page.wait_for_selector("#persona-name", state="visible")
     page.locator("#persona-name textarea, #persona-name input").first.fill("Alex")
@@ -115,6 +115,7 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
     page.screenshot(path=str(SCREENSHOTS / "personas.png"), full_page=True)
 
     open_tab(page, "Characters", exact=False)
+    open_tab(page, "Cards")
     card = tmp_path / "Lyra.json"
     card.write_text(json.dumps({"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "Lyra", "first_mes": "Hi {{user}}, I am {{char}}."}}))
     import_cards(page, card)
@@ -124,6 +125,7 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
         "() => document.querySelector('#chatbot')?.innerText.includes('Hi Alex, I am Lyra.')", timeout=20_000
     )
     open_tab(page, "Characters", exact=False)
+    open_tab(page, "Cards")
 
     page.get_by_text("Lorebook", exact=True).click()
     page.locator("#card-add-entry").click()
@@ -143,7 +145,7 @@ def test_persona_becomes_user_and_the_card_lorebook_is_editable(page, server, tm
 
 
 def test_world_info_import_and_entry_edit(page, server, tmp_path):
-    open_tab(page, "Lorebooks", exact=False)
+    open_tab(page, "Lorebooks", exact=False)  # a sub-tab of Characters, where the page opened
     world = tmp_path / "Eldoria.json"
     world.write_text(json.dumps({"entries": {"0": {"uid": 0, "key": ["Eldoria"], "content": "A realm.", "order": 5, "position": 0, "disable": False, "extra": [1]}}}))
     with page.expect_file_chooser() as chooser:

@@ -1,4 +1,4 @@
-"""The Library tab in Chromium against the app with HF_ENDPOINT pointing at the local Hub."""
+"""The Models tab's library (find, download, load) in Chromium against the app with HF_ENDPOINT pointing at the local Hub."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def app(medium_hub, tmp_path_factory):
 
 @pytest.fixture
 def page(open_page, app):
-    return open_page(app, tab="Library", ready="#catalog-pick", height=1400)
+    return open_page(app, tab="Models", ready="#catalog-pick", height=1400)
 
 
 def pick(page, dropdown_id: str, option: str) -> None:

@@ -1,4 +1,4 @@
-"""The Story tab and the Import / Export tab in a real browser (Chromium via Playwright) against `python app.py`."""
+"""The Story tab and Settings' Import / Export sub-tab in a real browser (Chromium via Playwright) against `python app.py`."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_write_generate_stream_stop_undo_redo(open_page, tiny_server):
 
 
 def test_import_a_chat_file_and_export_it_again(open_page, tiny_server, tmp_path):
-    page = open_page(tiny_server, tab="Import / Export", exact=True)
+    page = open_page(tiny_server, tab=("Settings", "Import / Export"), exact=True)
     source = tmp_path / "Harbor talk.jsonl"
     source.write_text(
         json.dumps({"user_name": "Ann", "character_name": "Keeper", "create_date": "2024-05-12@18h31m02s",

@@ -201,7 +201,7 @@ def hub_errors(what: str, endpoint: str) -> Iterator[None]:
     except GatedRepoError as exc:
         raise HubAccessDenied(
             f"{what}: the repo is gated ({_status(exc)}). Accept its terms on its Hub page, then give an HF token "
-            "with access (HF_TOKEN, or the token box in the Library tab)."
+            "with access (HF_TOKEN, or the token box in the Settings tab)."
         ) from None
     except RemoteEntryNotFoundError:
         raise HubNotFound(f"{what}: no such file in the repo (404)") from None

@@ -10,50 +10,40 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from storyteller.core.services import Services  # noqa: E402
-from storyteller.ui.tabs import (  # noqa: E402
-    characters,
-    chat,
-    chat_io,
-    experts,
-    library,
-    lorebooks,
-    model,
-    personas,
-    presets,
-    story,
-)
+from storyteller.ui.tabs import characters, chat, experts, models, presets, settings, story  # noqa: E402
+from storyteller.ui.widgets import header  # noqa: E402
+from storyteller.ui.widgets.activity import Activity  # noqa: E402
 
 STATUS_REFRESH_SECONDS = 2.0
 
 CSS = """
 #model-status {font-size: 0.9em; opacity: 0.85}
+#activity, #header-message {font-size: 0.85em; opacity: 0.85}
+#app-title h2 {margin: 0}
 #chat-stats {font-size: 0.85em; opacity: 0.8; min-height: 1.5em}
 """
 
 
 def build_ui(services: Services) -> gr.Blocks:
+    activity = Activity()  # what runs now, for the header: loads, downloads, backups from any tab or session
     with gr.Blocks(title="Storyteller", analytics_enabled=False) as demo:
-        with gr.Row():
-            gr.Markdown("## Storyteller")
-            status = gr.Markdown(services.describe_engine(), elem_id="model-status")
+        top = header.build(services, activity)
         # Each tab's build(services) creates its components and wires its own events, in the order the
         # tabs show. A tab other tabs act on returns a typed link (ui/links.py), wired once all exist.
         with gr.Tabs(elem_id="main-tabs") as tabs:
             chat_link = chat.build(services)
             story.build(services)
-            experts.build(services)
-            chat_io.build(services)
             character_link = characters.build(services)
-            personas.build(services)
-            lorebooks.build(services)
+            models.build(services, activity)
             presets.build(services)
-            model.build(services)
-            library.build(services)
+            experts.build(services)
+            settings.build(services, activity)
         characters.connect(services, character_link, chat_link, tabs)
         # A page (also one left open across an app restart) shows the chat it names, else the newest.
         demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
-        # Loads, unloads and crashes happen in other tabs and sessions: poll the one engine.
-        gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: services.describe_engine(), outputs=status, show_progress="hidden")
+        # Loads, unloads, crashes, replies and downloads happen in other tabs and sessions: poll them.
+        gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: header.refresh(services, activity), outputs=top.outputs,
+                                              show_progress="hidden")
     return demo
 
 

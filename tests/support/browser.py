@@ -48,13 +48,14 @@ def launch_chromium() -> Iterator:
             browser.close()
 
 
-def new_page(browser, url: str, *, tab: str | None = None, exact: bool = False, ready: str | None = None,
+def new_page(browser, url: str, *, tab: str | tuple[str, ...] | None = None, exact: bool = False, ready: str | None = None,
              ready_js: str | None = None, width: int = 1280, height: int = 1000):
-    """A new page on `url`; then the tab named `tab` clicked, and waited for `ready` (a selector) or `ready_js`."""
+    """A new page on `url`; then the tab named `tab` clicked (a tuple: a top-level tab, then its sub-tab),
+    and waited for `ready` (a selector) or `ready_js`."""
     page = browser.new_page(viewport={"width": width, "height": height})
     page.goto(url)
-    if tab is not None:
-        open_tab(page, tab, exact=exact)
+    for name in (tab,) if isinstance(tab, str) else (tab or ()):
+        open_tab(page, name, exact=exact)
     if ready is not None:
         page.wait_for_selector(ready, timeout=WAIT_MS)
     if ready_js is not None:
@@ -63,6 +64,8 @@ def new_page(browser, url: str, *, tab: str | None = None, exact: bool = False, 
 
 
 def open_tab(page, name: str, *, exact: bool = True) -> None:
+    """Clicks a tab by its name. Top level: Chat, Story, Characters (sub-tabs Cards, Personas, Lorebooks),
+    Models, Presets, Experts, Settings (sub-tabs General, Import / Export)."""
     page.get_by_role("tab", name=name, exact=exact).click()
 
 

@@ -135,7 +135,7 @@ class Experts:
             raise ExpertsError("this model has no experts: there is nothing to compare")
         original = self.settings.last_load()
         if original is None or original.model_path != info.path:
-            raise ExpertsError("load the model from the Model or Library tab first (its load settings are not known)")
+            raise ExpertsError("load the model from the Models tab first (its load settings are not known)")
         request = self.chats.rerun_request(chat_id)
         replies: list[ComparedReply] = []
         counts = range(1, min(COMPARE_MAX_EXPERTS, info.expert_count) + 1)

@@ -9,7 +9,7 @@ from storyteller.engine import GenerationStats
 
 # Redrawing for every token costs more than the token; ~20 updates a second look smooth.
 REDRAW_SECONDS = 0.05
-NO_MODEL = "No model is loaded: choose one in the Model or Library tab."
+NO_MODEL = "No model is loaded: choose one in the Models tab."
 READING = "Reading the prompt…"
 WRITING = "Writing…"
 

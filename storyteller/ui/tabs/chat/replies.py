@@ -142,7 +142,7 @@ class ReplyStreams:
         p = self.page
         settings = self.engine.settings or self.services.settings.last_load()
         if settings is None:
-            yield {p.stats: "No earlier model to load: use the Model tab."}
+            yield {p.stats: "No earlier model to load: use the Models tab."}
             return
         line = ""
         for line in load_with_progress(self.services, settings):

@@ -1,4 +1,4 @@
-"""Import / Export tab: SillyTavern and text-generation-webui chats in, SillyTavern JSONL and Markdown out."""
+"""Settings tab, its Import / Export sub-tab: SillyTavern and text-generation-webui chats in, SillyTavern JSONL and Markdown out."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from storyteller.ui.widgets.errors import USER_ERRORS
 MATCH_BY_NAME = ("The character the file names (else the narrator)", "match")
 
 
-def build(services: Services) -> None:
+def build(services: Services, parent: gr.Tab) -> None:
     files = services.chat_files
     characters = services.characters
     export_root = Path(tempfile.mkdtemp(prefix="storyteller-chats-"))
@@ -84,4 +84,4 @@ def build(services: Services) -> None:
         markdown_btn.click(lambda chat_id: on_export(chat_id, "md"), picker, exported)
         importer.upload(on_import, [importer, attach], [importer, status, picker, attach])
         # Chats change in other tabs and sessions: the lists are read again whenever the tab opens.
-        tab.select(choices, picker, [picker, attach])
+        gr.on([parent.select, tab.select], choices, picker, [picker, attach])

@@ -1,4 +1,4 @@
-"""Characters tab: a gallery of cards (search, import, create), and an editor for the selected one.
+"""Characters tab, its Cards sub-tab: a gallery of cards (search, import, create), and an editor for the selected one.
 
 The editor changes every card field, the avatar, the greetings and the card's lorebook; it shows what
 the card costs in context, exports it (PNG, JSON, CHARX) and previews the chat's first message.
@@ -65,7 +65,7 @@ def import_report(results) -> str:
     return "  \n".join(lines)
 
 
-def build(services: Services) -> CharacterChatLink:
+def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
     library = services.characters
     personas = services.personas
     library.media.root.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def build(services: Services) -> CharacterChatLink:
     gr.set_static_paths([library.media.root])
     export_root = Path(tempfile.mkdtemp(prefix="storyteller-export-"))
 
-    with gr.Tab("Characters", id="characters") as tab:
+    with gr.Tab("Cards", id="cards") as tab:
         selected = gr.State(None)  # the character id in the editor
         # The ids in gallery order, to map a click to a character (both filled at each page load).
         shown_ids = gr.State(lambda: gallery_items(library, "")[1])
@@ -233,7 +233,9 @@ def build(services: Services) -> CharacterChatLink:
             return describe_tokens(library.get(character_id), services.engine, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
-        tab.select(lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(persona_picker, persona, persona)
+        # Opening the Characters tab (showing this sub-tab) or this sub-tab reads the gallery again.
+        gr.on([parent.select, tab.select], lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(
+            persona_picker, persona, persona)
         selection = gallery.select(on_pick, shown_ids, editor_outputs)
         imported = importer.upload(on_import, [importer, search], [import_status, gallery, shown_ids, *editor_outputs])
         created = new_btn.click(on_new, outputs=[search, gallery, shown_ids, *editor_outputs])

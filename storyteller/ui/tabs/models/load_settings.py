@@ -1,4 +1,4 @@
-"""Model tab: pick a local GGUF, choose load settings, load it with progress, see what the build can do."""
+"""Models tab, its load-settings part (below the library): pick a local GGUF, choose load settings, load it with progress, see what the build can do."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from storyteller.core.models.loading import describe_model
 from storyteller.core.services import Services
 from storyteller.engine import LoadSettings, gpu_offload_supported
+from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.model_load import load_with_progress
 
 REBUILD_HINT = (
@@ -58,9 +59,11 @@ def _optional_int(value, what: str) -> int | None:
         raise ValueError(f"{what} must be a whole number, or empty") from None
 
 
-def build(services: Services) -> None:
+def build(services: Services, activity: Activity) -> gr.Textbox:
+    """The load settings; returns the GGUF path box (picking one of your models fills it)."""
     saved = services.settings.last_load() or LoadSettings(model_path="")
-    with gr.Tab("Model", id="model"):
+    with gr.Column(elem_id="load-settings"):
+        gr.Markdown("### Load settings")
         gr.Markdown(gpu_line())
         with gr.Row():
             with gr.Column(scale=3):
@@ -98,7 +101,7 @@ def build(services: Services) -> None:
                         elem_id="extra-buffers",
                     )
         with gr.Row():
-            load_btn = gr.Button("Load model", variant="primary", elem_id="load-model")
+            load_btn = gr.Button("Load with these settings", variant="primary", elem_id="load-model")
             unload_btn = gr.Button("Unload")
         status = gr.Markdown(describe_model(services.engine.model_info), elem_id="load-status")
 
@@ -111,7 +114,7 @@ def build(services: Services) -> None:
             except (ValueError, ValidationError) as exc:
                 yield f"**Check the settings:** {_first_error(exc)}"
                 return
-            yield from load_with_progress(services, settings)
+            yield from load_with_progress(services, settings, activity)
 
         def on_unload():
             services.engine.unload()
@@ -120,6 +123,7 @@ def build(services: Services) -> None:
         picker.change(lambda chosen: chosen or gr.update(), inputs=picker, outputs=path)
         load_btn.click(on_load, inputs=inputs, outputs=status, concurrency_id="engine")
         unload_btn.click(on_unload, outputs=status)
+    return path
 
 
 def _blank_if_none(value: int | None) -> str:

@@ -1,4 +1,4 @@
-"""Library tab: curated catalog, any Hub repo's GGUFs with fit and layout checks, downloads with
+"""Models tab, its library part (first): curated catalog, any Hub repo's GGUFs with fit and layout checks, downloads with
 progress and Cancel, the local models (downloaded or added by path) and one-click loading."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from storyteller.core.services import Services
 from storyteller.hub.catalog import CatalogEntry, ModelFiles
 from storyteller.hub.client import HubError
 from storyteller.hub.download import TransferProgress
+from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.model_load import load_with_progress
@@ -69,10 +70,13 @@ def local_rows(library: Library) -> list[list]:
     return rows
 
 
-def build(services: Services) -> None:
+def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Dropdown:
+    """The library's part of the Models tab (`tab`: opening it reads the local models again); returns
+    the local-model picker, which the load settings below follow."""
     library = services.library
     cancels: dict[str, threading.Event] = {}  # per browser session: what Cancel sets
-    with gr.Tab("Library", id="library") as tab:
+    with gr.Column(elem_id="library"):
+        gr.Markdown("### Find and download")
         with gr.Row():
             catalog_pick = gr.Dropdown([(e.name, e.id) for e in library.catalog.models], value=None,
                                        label="Curated models", elem_id="catalog-pick", scale=2)
@@ -96,17 +100,12 @@ def build(services: Services) -> None:
         local_table = gr.Dataframe(local_rows(library), headers=LOCAL_HEADERS, interactive=False, elem_id="local-models", wrap=True)
         with gr.Row():
             local_pick = gr.Dropdown([r.name for r in library.list()], label="Model", elem_id="local-pick", scale=3)
-            load_btn = gr.Button("Load", variant="primary", elem_id="library-load", scale=1)
+            load_btn = gr.Button("Load (recommended settings)", variant="primary", elem_id="library-load", scale=1)
             remove_btn = gr.Button("Remove", elem_id="library-remove", scale=1)
         local_status = gr.Markdown(elem_id="library-status")
         with gr.Row():
             add_path = gr.Textbox(label="Add a GGUF already on disk by its path (it is not copied)", elem_id="add-path", scale=4)
             add_btn = gr.Button("Add", elem_id="library-add", scale=1)
-        with gr.Accordion("Hugging Face token (for gated or private repos)", open=False):
-            token_box = gr.Textbox(type="password", label="HF token (stored in the app's settings only)", elem_id="hf-token")
-            token_btn = gr.Button("Save token")
-            token_md = gr.Markdown()
-
         def refresh_local(message: str = ""):
             names = [r.name for r in library.list()]
             return {local_table: local_rows(library), local_pick: gr.update(choices=names, value=names[-1] if names else None),
@@ -157,6 +156,7 @@ def build(services: Services) -> None:
                 yield {progress: progress_html(None, "Show a repo's files and pick one first."), **refresh_local()}
                 return
             cancel = cancels[request.session_hash] = threading.Event()
+            key = f"download:{request.session_hash}"
             task = BackgroundTask(
                 lambda report: library.download(
                     view.listing.repo_id, model, view.listing.commit, cancel=cancel,
@@ -164,14 +164,19 @@ def build(services: Services) -> None:
                 catch=LIBRARY_ERRORS,
             )
             status, last = f"Starting {model.name}…", None
-            yield {progress: progress_html(None, status), **refresh_local()}
-            for kind, value in task:
-                if kind == "status":
-                    status = value
-                else:
-                    last = value
-                yield {progress: progress_html(last, status)}
-            cancels.pop(request.session_hash, None)
+            try:
+                activity.set(key, f"Downloading **{model.name}**…")
+                yield {progress: progress_html(None, status), **refresh_local()}
+                for kind, value in task:
+                    if kind == "status":
+                        status = value
+                    else:
+                        last = value
+                        activity.set(key, f"Downloading **{model.name}**… {value.fraction:.0%}")
+                    yield {progress: progress_html(last, status)}
+            finally:
+                activity.clear(key)
+                cancels.pop(request.session_hash, None)
             if task.error is not None:
                 yield {progress: progress_html(last, f"⚠ {task.error}")}
             else:
@@ -190,7 +195,7 @@ def build(services: Services) -> None:
             except LIBRARY_ERRORS as exc:
                 yield f"**{exc}**"
                 return
-            yield from load_with_progress(services, settings)
+            yield from load_with_progress(services, settings, activity)
 
         def on_remove(name):
             try:
@@ -207,10 +212,6 @@ def build(services: Services) -> None:
                 return refresh_local(f"**{exc}**")
             return refresh_local(f"Added **{record.name}** from {record.path}.")
 
-        def on_token(token):
-            library.set_token(token)
-            return "Token saved." if (token or "").strip() else "Token cleared."
-
         files_outputs = [view_state, files_table, file_pick, check_md]
         local_outputs = [local_table, local_pick, local_status]
         tab.select(refresh_local, None, local_outputs)  # other sessions and the CLI change the library too
@@ -226,7 +227,7 @@ def build(services: Services) -> None:
         load_btn.click(on_load, local_pick, local_status, concurrency_id="engine")
         remove_btn.click(on_remove, local_pick, local_outputs)
         add_btn.click(on_add, add_path, local_outputs)
-        token_btn.click(on_token, token_box, token_md).then(lambda: "", None, token_box)
+    return local_pick
 
 
 def _model(view: RepoView | None, name: str | None) -> ModelFiles | None:

@@ -1,4 +1,4 @@
-"""Personas tab: who the user is in chats. {{user}} becomes the active persona's name."""
+"""Characters tab, its Personas sub-tab: who the user is in chats. {{user}} becomes the active persona's name."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from storyteller.ui.widgets.choices import persona_choices
 from storyteller.ui.widgets.errors import shown_as_warning
 
 
-def build(services: Services) -> None:
+def build(services: Services, parent: gr.Tab) -> None:
     personas = services.personas
     personas.media.root.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([personas.media.root])
@@ -69,7 +69,7 @@ def build(services: Services) -> None:
             personas.delete(persona_id)
             return show(None)
 
-        tab.select(show, pick, outputs)
+        gr.on([parent.select, tab.select], show, pick, outputs)
         pick.input(show, pick, outputs)
         new_btn.click(lambda: show(personas.add("New persona").id), outputs=outputs)
         save_btn.click(on_save, [pick, name, description], outputs)

@@ -1,4 +1,4 @@
-"""Lorebooks tab: standalone lorebooks (V3 lorebook_v3, SillyTavern world info): import, edit entries, export."""
+"""Characters tab, its Lorebooks sub-tab: standalone lorebooks (V3 lorebook_v3, SillyTavern world info): import, edit entries, export."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor
 FORMAT_NAMES = {"lorebook_v3": "V3 lorebook", "card_book": "character book", "world_info": "SillyTavern world info"}
 
 
-def build(services: Services) -> None:
+def build(services: Services, parent: gr.Tab) -> None:
     books = services.lorebooks
     export_root = Path(tempfile.mkdtemp(prefix="storyteller-lorebooks-"))
 
@@ -28,7 +28,7 @@ def build(services: Services) -> None:
         books.save(books.get(book_id), doc)
 
     with gr.Tab("Lorebooks", id="lorebooks") as tab:
-        gr.Markdown("World info shared by chats. A character's own lorebook is edited in the Characters tab.")
+        gr.Markdown("World info shared by chats. A character's own lorebook is edited in Cards.")
         with gr.Row():
             pick = gr.Dropdown(label="Lorebook", choices=[], value=None, scale=4, elem_id="lorebook-pick")
             importer = gr.UploadButton("Import lorebooks", file_count="multiple", file_types=[".json"], scale=1, elem_id="import-lorebooks")
@@ -93,7 +93,7 @@ def build(services: Services) -> None:
             return show(None)
 
         refresh_entries = (editor.refresh, pick, editor.outputs)
-        tab.select(show, pick, outputs).then(*refresh_entries)
+        gr.on([parent.select, tab.select], show, pick, outputs).then(*refresh_entries)
         pick.input(show, pick, outputs).then(*refresh_entries)
         importer.upload(on_import, importer, [status, *outputs]).then(*refresh_entries)
         new_btn.click(lambda: show(books.create("New lorebook").id), outputs=outputs).then(*refresh_entries)

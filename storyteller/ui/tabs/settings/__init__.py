@@ -1,0 +1,17 @@
+"""Settings tab: the data folder, the Hugging Face token and backups (General), and chats to and from
+files (Import / Export)."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from storyteller.core.services import Services
+from storyteller.ui.tabs.settings import chat_io, general
+from storyteller.ui.widgets.activity import Activity
+
+
+def build(services: Services, activity: Activity) -> None:
+    with gr.Tab("Settings", id="settings") as tab:
+        with gr.Tabs(elem_id="settings-tabs"):
+            general.build(services, tab, activity)
+            chat_io.build(services, tab)
