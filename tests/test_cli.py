@@ -9,19 +9,8 @@ import sys
 
 import pytest
 
+from tests.support.cli import storyteller
 from tests.support.paths import ROOT
-
-
-def storyteller(*args: str, stdin: str | None = None, data_dir=None, timeout: float = 180) -> subprocess.CompletedProcess:
-    extra = ["--data-dir", str(data_dir)] if data_dir is not None and len(args) and args[0] in ("generate", "serve") else []
-    return subprocess.run(
-        [sys.executable, "-m", "storyteller", *args, *extra],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def test_generate_json_reports_text_and_stats_and_reuses_the_shared_prefix(tiny_model, tmp_path):
