@@ -7,6 +7,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -127,10 +128,18 @@ def test_backup_while_writing_is_a_consistent_prefix(ctx, tmp_path):
 
     thread = threading.Thread(target=writer)
     thread.start()
+    def writer_goes_on(_fraction: float) -> None:
+        # Inside the backup: wait until the writer has written more, so the two really overlap
+        # whatever the machine's scheduling.
+        target = len(written) + 5
+        deadline = time.monotonic() + 30
+        while len(written) < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     try:
         assert first_writes.wait(30)
         before = len(written)
-        create_backup(ctx.data_dir, tmp_path / "busy.zip")
+        create_backup(ctx.data_dir, tmp_path / "busy.zip", on_progress=writer_goes_on)
         after = len(written)
     finally:
         stop.set()
