@@ -18,6 +18,7 @@ from storyteller.engine.interface import (
     WorkerCrashed,
 )
 from storyteller.engine.local import LocalEngine, gpu_offload_supported
+from storyteller.engine.worker import is_extra_buffer_type
 
 __all__ = [
     "Done",
@@ -37,4 +38,5 @@ __all__ = [
     "TextChunk",
     "WorkerCrashed",
     "gpu_offload_supported",
+    "is_extra_buffer_type",
 ]

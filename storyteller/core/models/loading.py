@@ -10,7 +10,7 @@ from storyteller.core.context import AppContext
 from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
 from storyteller.core.models.machine import probe_machine
 from storyteller.core.settings_keys import AppSettings
-from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported
+from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported, is_extra_buffer_type
 from storyteller.hub.fit import Machine, ModelShape, estimate_fit
 
 
@@ -54,7 +54,7 @@ def describe_model(info: ModelInfo | None) -> str:
         parts.append(f"{info.expert_used_count} of {info.expert_count} experts per token")
     parts.append(f"context {info.n_ctx}")
     parts.append(f"{info.gpu_layers} layers on GPU" if info.gpu_layers else "CPU")
-    extra = [name for name in info.buffer_types if name == "AMX" or "REPACK" in name]
+    extra = [name for name in info.buffer_types if is_extra_buffer_type(name)]
     if extra:
         parts.append("repacked weights" if extra == ["CPU_REPACK"] else " + ".join(extra))
     line = " · ".join(parts)
