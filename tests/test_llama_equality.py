@@ -32,6 +32,7 @@ import sys
 import pytest
 
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
+from storyteller.engine.kernel_check import model_tensor_types, run_check
 from tests.support.gguf_factory import WORDS
 
 GREEDY = SamplerSettings(temperature=0.0, min_p=0.0)
@@ -144,6 +145,9 @@ def story_text(n_words: int) -> str:
 def test_engine_matches_plain_llama_cpp_python(model, extra, flash, request, tmp_path):
     path = str(request.getfixturevalue({"tiny": "tiny_model", "tiny-q": "quantized_model",
                                         "gemma": "gemma_model"}[model]))
+    if extra == "on" and "crash" in run_check(sorted(model_tensor_types(path)), tmp_path).values():
+        # Plain llama-cpp-python would die too; the fallback to "off" has its own tests.
+        pytest.skip("llama.cpp's extra buffer kernels crash on this CPU for this model's types")
     s = SIZES[model]
     settings = LoadSettings(model_path=path, n_gpu_layers=0, n_ctx=s["n_ctx"], n_batch=s["n_batch"],
                             n_threads=THREADS, flash_attn=flash, extra_buffers=extra)
