@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+import threading
 
 from storyteller.cli.common import (
     add_data_dir_option, add_no_repack_option, extra_buffers, load_settings, open_services, print_notice,
     print_progress,
 )
-from storyteller.engine import EngineError
+from storyteller.core.services import Services
+from storyteller.engine import EngineError, LoadSettings
 
 
 def register(subparsers) -> None:
@@ -56,17 +58,40 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     services = open_services(args)
     print(f"Storyteller data folder: {services.data_dir}", file=sys.stderr)
-    if args.model:
-        settings = load_settings(model_path=args.model, extra_buffers=extra_buffers(args))
-        try:
-            print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
-        except EngineError as exc:
-            # The UI still starts: the user can pick another model there.
-            print(f"storyteller: could not load {args.model}: {exc}", file=sys.stderr)
+    # The model loads in its worker process while this one imports gradio (seconds each, on two cores);
+    # the page is served once both are done, so its first view shows the model loaded.
+    loading = ModelAtStart(services, load_settings(model_path=args.model, extra_buffers=extra_buffers(args))) if args.model else None
     from storyteller.ui.app import launch  # gradio loads only for the one command that needs it
 
+    if loading is not None:
+        loading.wait()
     try:
         launch(services, host=args.host, port=args.port, open_browser=not args.no_browser, auth=auth)
     finally:
         services.close()
     return 0
+
+
+
+class ModelAtStart:
+    """Loads --model on a thread (the work happens in the worker process); `wait` ends it like a plain load."""
+
+    def __init__(self, services: Services, settings: LoadSettings):
+        self.path = settings.model_path
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._load, args=(services, settings), daemon=True)
+        self.thread.start()
+
+    def _load(self, services: Services, settings: LoadSettings) -> None:
+        try:
+            print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+        except Exception as exc:  # handed to the main thread by wait()
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join()
+        if isinstance(self.error, EngineError):
+            # The UI still starts: the user can pick another model there.
+            print(f"storyteller: could not load {self.path}: {self.error}", file=sys.stderr)
+        elif self.error is not None:
+            raise self.error
