@@ -21,8 +21,10 @@ from storyteller.core.chat.stories import StoryService
 from storyteller.core.context import AppContext
 from storyteller.core.models.library import Library
 from storyteller.core.models.loading import describe_engine, load_model
+from storyteller.core.models.quick_start import QuickStart
 from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.routing.experts import Experts
+from storyteller.core.samples.samples import Samples
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine.interface import Engine, LoadSettings, ModelInfo
 
@@ -75,6 +77,14 @@ class Services:
     @cached_property
     def library(self) -> Library:
         return Library(self.ctx)
+
+    @cached_property
+    def quick_start(self) -> QuickStart:
+        return QuickStart(self.library)
+
+    @cached_property
+    def samples(self) -> Samples:
+        return Samples(self.ctx, self.characters, self.chats, self.stories)
 
     @cached_property
     def experts(self) -> Experts:

@@ -22,6 +22,10 @@ CAPTURE_KEY = "router.capture"
 # The Hugging Face token (HF_TOKEN in the environment wins).
 TOKEN_KEY = "hub.token"
 TOKEN_ENV = "HF_TOKEN"
+# The sample character's id once the bundled samples went into this data folder (they go in only once).
+SAMPLES_KEY = "samples.installed"
+# Whether the user hid the welcome panel.
+WELCOME_HIDDEN_KEY = "welcome.hidden"
 
 
 class AppSettings:
@@ -59,3 +63,16 @@ class AppSettings:
 
     def set_hub_token(self, token: str | None) -> None:
         self.repo.set(TOKEN_KEY, (token or "").strip() or None)
+
+    def samples_installed(self) -> dict | None:
+        """What the one install of the bundled samples left ({"character_id": …}), or None before it."""
+        return self.repo.get(SAMPLES_KEY)
+
+    def set_samples_installed(self, installed: dict) -> None:
+        self.repo.set(SAMPLES_KEY, installed)
+
+    def welcome_hidden(self) -> bool:
+        return bool(self.repo.get(WELCOME_HIDDEN_KEY, False))
+
+    def set_welcome_hidden(self, hidden: bool) -> None:
+        self.repo.set(WELCOME_HIDDEN_KEY, bool(hidden))

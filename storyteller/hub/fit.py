@@ -20,6 +20,7 @@ COMPUTE_OVERHEAD = 384 << 20  # llama.cpp's compute buffers and scratch at a 512
 VRAM_USABLE = 0.9  # drivers and other programs keep some
 RAM_COMFORT = 0.85  # above this share of free RAM the system starts to swap or evict the page cache
 ALL_LAYERS = -1
+LAYER_SHARE = 0.9  # the repeating layers' share of a model's bytes, when the tensors are not known
 _LAYER_RE = re.compile(r"^blk\.(\d+)\.")
 
 Verdict = Literal["fits", "tight", "won't fit"]
@@ -54,13 +55,19 @@ class ModelShape:
             if _LAYER_RE.match(tensor.name):
                 in_layers += size
         # A split GGUF's first part lists only its own tensors: scale their layer share to the whole.
-        share = in_layers / in_header if in_header else 0.9
+        share = in_layers / in_header if in_header else LAYER_SHARE
         return cls(
             n_layer=n_layer,
             kv_width=n_head_kv * (head_k + head_v),
             layer_bytes=total_bytes * share / n_layer if n_layer else 0.0,
             total_bytes=total_bytes,
         )
+
+    @classmethod
+    def from_catalog(cls, n_layer: int, kv_dim: int, total_bytes: int) -> ModelShape:
+        """From the catalog's hints, before any header was read (offline): K and V of kv_dim each."""
+        return cls(n_layer=n_layer, kv_width=2 * kv_dim, layer_bytes=total_bytes * LAYER_SHARE / n_layer if n_layer else 0.0,
+                   total_bytes=total_bytes)
 
     def kv_bytes(self, n_ctx: int, cache_type: str = "f16") -> int:
         return int(self.n_layer * self.kv_width * n_ctx * KV_BYTES_PER_VALUE[cache_type])

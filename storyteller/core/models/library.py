@@ -148,9 +148,13 @@ class Library:
         settings = LoadSettings(model_path=record.path, n_ctx=n_ctx, n_gpu_layers=self.gpu_layers_for(record.path, n_ctx))
         return settings, entry.prompt_format if entry else "embedded"
 
+    def machine(self) -> Machine:
+        """What this machine offers a model now (free RAM, VRAM), as the fit estimates see it."""
+        return self._machine(self.ctx)
+
     def gpu_layers_for(self, path: str | Path, n_ctx: int, cache_type: str = "f16") -> int:
         """n_gpu_layers from the fit estimate on the file's header: what "auto" means for this machine."""
-        return gpu_layers_for(path, n_ctx, self._machine(self.ctx), cache_type)
+        return gpu_layers_for(path, n_ctx, self.machine(), cache_type)
 
     def prepare_load(self, record: ModelRecord, n_ctx: int | None = None) -> LoadSettings:
         """The settings to load `record` with; records its prompt format for the chat."""
