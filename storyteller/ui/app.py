@@ -11,7 +11,7 @@ import gradio as gr  # noqa: E402
 
 from storyteller.core.services import Services  # noqa: E402
 from storyteller.ui.tabs import characters, chat, experts, models, presets, settings, story  # noqa: E402
-from storyteller.ui.widgets import header  # noqa: E402
+from storyteller.ui.widgets import header, welcome  # noqa: E402
 from storyteller.ui.widgets.activity import Activity  # noqa: E402
 
 STATUS_REFRESH_SECONDS = 2.0
@@ -28,17 +28,19 @@ def build_ui(services: Services) -> gr.Blocks:
     activity = Activity()  # what runs now, for the header: loads, downloads, backups from any tab or session
     with gr.Blocks(title="Storyteller", analytics_enabled=False) as demo:
         top = header.build(services, activity)
+        first_run = welcome.build(services, activity)  # with no model: models to start with, then the samples
         # Each tab's build(services) creates its components and wires its own events, in the order the
         # tabs show. A tab other tabs act on returns a typed link (ui/links.py), wired once all exist.
         with gr.Tabs(elem_id="main-tabs") as tabs:
             chat_link = chat.build(services)
-            story.build(services)
+            story_link = story.build(services)
             character_link = characters.build(services)
             models.build(services, activity)
             presets.build(services)
             experts.build(services)
             settings.build(services, activity)
         characters.connect(services, character_link, chat_link, tabs)
+        welcome.connect(services, first_run, demo, tabs, chat_link, story_link)
         # A page (also one left open across an app restart) shows the chat it names, else the newest.
         demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
         # Loads, unloads, crashes, replies and downloads happen in other tabs and sessions: poll them.

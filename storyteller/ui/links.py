@@ -29,3 +29,11 @@ class CharacterChatLink:
 
     button: gr.Button
     inputs: list[Component]
+
+
+@dataclass(frozen=True)
+class StoryLink:
+    """What the Story tab offers: showing a story in it."""
+
+    outputs: list[Component]  # everything `open` may update
+    open: Callable[[str], dict]  # (story id) → {component: update}

@@ -23,12 +23,16 @@ from storyteller.core.chat.stories import MAX_NOTE_LINES, MAX_STORY_TOKENS
 from storyteller.core.errors import UserError
 from storyteller.core.services import Services
 from storyteller.engine import EngineError
+from storyteller.ui.links import StoryLink
 from storyteller.ui.widgets.choices import DEFAULT_PRESET_CHOICE, named_choices
 from storyteller.ui.widgets.errors import shown_as_warning
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 
 
-def build(services: Services) -> None:
+EMPTY_STORY = "This story is empty: write its beginning below and press **Generate**, or start from the sample."
+
+
+def build(services: Services) -> StoryLink:
     stories = services.stories
     lorebooks = services.lorebooks
 
@@ -52,6 +56,9 @@ def build(services: Services) -> None:
                     delete_btn = gr.Button("Delete this story", variant="stop")
                     confirm_delete_btn = gr.Button("Yes, delete it for good", variant="stop", visible=False)
             with gr.Column(scale=3):
+                with gr.Row(visible=False, elem_id="story-empty", equal_height=True) as empty_state:
+                    gr.Markdown(EMPTY_STORY)
+                    sample_btn = gr.Button("Start the sample story", size="sm", scale=0, min_width=200, elem_id="story-sample")
                 document = gr.Textbox(
                     show_label=False, lines=22, max_lines=40, placeholder="Write the beginning of your story…",
                     elem_id="story-text",
@@ -68,7 +75,7 @@ def build(services: Services) -> None:
 
         settings_inputs = [memory, note, note_lines, books, preset, reply_tokens]
         buttons = [undo_btn, redo_btn, retry_btn]
-        view_outputs = [story_id, picker, document, *settings_inputs, title, *buttons]
+        view_outputs = [story_id, picker, document, *settings_inputs, title, *buttons, empty_state]
 
         # --- helpers ------------------------------------------------------------------------------
         # Handlers return {component: update} dicts, so each one touches only what it changes.
@@ -82,6 +89,7 @@ def build(services: Services) -> None:
                 story_id: current,
                 picker: gr.update(choices=[(s.chat.title, s.chat.id) for s in listed], value=current),
                 title: view.story.title,
+                empty_state: gr.update(visible=not view.text),
                 **{button: gr.update(interactive=on) for button, on in zip(buttons, possible)},
             }
 
@@ -210,6 +218,7 @@ def build(services: Services) -> None:
         # --- stories --------------------------------------------------------------------------------
 
         new_btn.click(lambda: show(stories.new_story().id), outputs=view_outputs)
+        sample_btn.click(lambda: show(services.samples.start_story().id), outputs=view_outputs)
         picker.input(show, picker, view_outputs)
 
         def on_rename(current: str, new_title: str):
@@ -228,3 +237,4 @@ def build(services: Services) -> None:
         confirm_delete_btn.click(on_delete, story_id, [confirm_delete_btn, *view_outputs])
         # Another page, the CLI or a restart may have changed the story: show it as stored.
         tab.select(show, story_id, view_outputs)
+    return StoryLink(outputs=view_outputs, open=show)

@@ -3,7 +3,6 @@ progress and Cancel, the local models (downloaded or added by path) and one-clic
 
 from __future__ import annotations
 
-import html
 import threading
 
 import gradio as gr
@@ -11,17 +10,12 @@ import gradio as gr
 from storyteller.core.models.library import FileCheck, Library, RepoView, human_size
 from storyteller.core.services import Services
 from storyteller.hub.catalog import CatalogEntry, ModelFiles
-from storyteller.hub.client import HubError
-from storyteller.hub.download import TransferProgress
 from storyteller.ui.widgets.activity import Activity
-from storyteller.ui.widgets.background import BackgroundTask
-from storyteller.ui.widgets.errors import USER_ERRORS
+from storyteller.ui.widgets.downloads import LIBRARY_ERRORS, download_with_progress, progress_html, shown_in
 from storyteller.ui.widgets.model_load import load_with_progress
 
 FILE_HEADERS = ["Quant", "Size", "File", "Fit (estimate)"]
 LOCAL_HEADERS = ["Name", "Architecture", "Quant", "Experts", "Context", "Template", "Size", "Path"]
-# What the library's handlers show instead of failing: user errors, and the Hub's (offline, denied…).
-LIBRARY_ERRORS = (*USER_ERRORS, HubError)
 
 
 def catalog_card(entry: CatalogEntry) -> str:
@@ -45,19 +39,6 @@ def catalog_card(entry: CatalogEntry) -> str:
 def check_text(model: ModelFiles, check: FileCheck) -> str:
     layout = ("⚠ " if check.old_layout else "✓ ") + check.layout
     return f"**{model.name}** · {human_size(model.size)} · layout: {layout}  \nFit: {check.fit.summary()}"
-
-
-def progress_html(progress: TransferProgress | None, status: str) -> str:
-    if progress is None:
-        return f"<div id='dl-status'>{html.escape(status)}</div>"
-    eta = progress.eta_seconds
-    eta_text = f" · ETA {eta:.0f} s" if eta is not None else ""
-    return (
-        f"<div id='dl-status'>{html.escape(status)}</div>"
-        f"<progress id='dl-bar' value='{progress.fraction:.4f}' max='1' style='width:100%'></progress>"
-        f"<div id='dl-numbers'>{human_size(progress.done)} of {human_size(progress.total)} · "
-        f"{progress.bytes_per_second / 1e6:.1f} MB/s{eta_text}</div>"
-    )
 
 
 def local_rows(library: Library) -> list[list]:
@@ -156,32 +137,17 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Dropdown:
                 yield {progress: progress_html(None, "Show a repo's files and pick one first."), **refresh_local()}
                 return
             cancel = cancels[request.session_hash] = threading.Event()
-            key = f"download:{request.session_hash}"
-            task = BackgroundTask(
-                lambda report: library.download(
-                    view.listing.repo_id, model, view.listing.commit, cancel=cancel,
-                    on_progress=lambda p: report(("progress", p)), on_status=lambda s: report(("status", s))),
-                catch=LIBRARY_ERRORS,
-            )
-            status, last = f"Starting {model.name}…", None
+            yield refresh_local()
             try:
-                activity.set(key, f"Downloading **{model.name}**…")
-                yield {progress: progress_html(None, status), **refresh_local()}
-                for kind, value in task:
-                    if kind == "status":
-                        status = value
-                    else:
-                        last = value
-                        activity.set(key, f"Downloading **{model.name}**… {value.fraction:.0%}")
-                    yield {progress: progress_html(last, status)}
+                record = yield from shown_in(progress, download_with_progress(
+                    lambda on_progress, on_status: library.download(
+                        view.listing.repo_id, model, view.listing.commit, cancel=cancel,
+                        on_progress=on_progress, on_status=on_status),
+                    model.name, activity, f"download:{request.session_hash}"))
             finally:
-                activity.clear(key)
                 cancels.pop(request.session_hash, None)
-            if task.error is not None:
-                yield {progress: progress_html(last, f"⚠ {task.error}")}
-            else:
-                yield {progress: progress_html(last, f"✓ {model.name} downloaded, verified and added."),
-                       **refresh_local(f"Added **{task.value.name}**: press Load.")}
+            if record is not None:
+                yield refresh_local(f"Added **{record.name}**: press Load.")
 
         def on_cancel(request: gr.Request):
             event = cancels.get(request.session_hash)
