@@ -91,12 +91,14 @@ def smol_hub(tmp_path_factory):
         yield server
 
 
-def quick_start(ctx, hub, machine=PLENTY) -> QuickStart:
-    return QuickStart(Library(ctx, client=HubClient(endpoint=hub.url), machine=lambda _ctx: machine))
+def quick_start(ctx, hub) -> QuickStart:
+    return QuickStart(Library(ctx, client=HubClient(endpoint=hub.url)))
 
 
 def test_the_starters_are_the_quick_start_model_then_the_seed_frankenmoes_with_offline_fits(ctx, smol_hub):
-    starters = quick_start(ctx, smol_hub).starters()
+    start = quick_start(ctx, smol_hub)
+    assert all(s.fit is None for s in start.starters())  # no machine asked about: the catalog alone
+    starters = start.starters(PLENTY)
     assert starters[0].entry.id == QUICK_START_ID and starters[0].quick_start
     assert starters[0].file.quant == "Q8_0" and starters[0].size_bytes == 386_000_000
     assert starters[0].fit.verdict == "fits"
@@ -108,7 +110,7 @@ def test_the_starters_are_the_quick_start_model_then_the_seed_frankenmoes_with_o
     big = next(s for s in moes if s.entry.id == "cognitivefusion2-4x7b")
     assert big.file.quant == "Q4_K_M" and big.fit.verdict == "fits"
     # The same file on a machine with 4 GB free does not fit: the estimate is this machine's.
-    small = next(s for s in quick_start(ctx, smol_hub, SMALL).starters() if s.entry.id == "cognitivefusion2-4x7b")
+    small = next(s for s in start.starters(SMALL) if s.entry.id == "cognitivefusion2-4x7b")
     assert small.fit.verdict == "won't fit"
 
 

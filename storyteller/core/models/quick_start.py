@@ -19,7 +19,7 @@ from storyteller.core.models.library import Library
 from storyteller.engine import LoadSettings
 from storyteller.hub.catalog import GB, CatalogEntry, CatalogFile, normalize_quant
 from storyteller.hub.download import TransferProgress
-from storyteller.hub.fit import FitEstimate, ModelShape, estimate_fit
+from storyteller.hub.fit import FitEstimate, Machine, ModelShape, estimate_fit
 from storyteller.storage.library import ModelRecord
 
 QUICK_START_ID = "smollm2-360m-instruct"
@@ -31,7 +31,7 @@ class StarterModel:
 
     entry: CatalogEntry
     file: CatalogFile | None  # the recommended quant's file in the first GGUF repo; None without a GGUF
-    fit: FitEstimate | None  # from the catalog's size hint and shape, for this machine
+    fit: FitEstimate | None = None  # from the catalog's size hint and shape, for the machine asked about
 
     @property
     def quick_start(self) -> bool:
@@ -46,16 +46,16 @@ class QuickStart:
     def __init__(self, library: Library):
         self.library = library
 
-    def starters(self) -> list[StarterModel]:
-        """The quick-start model, then every catalog entry made of named experts (a frankenMoE)."""
+    def starters(self, machine: Machine | None = None) -> list[StarterModel]:
+        """The quick-start model, then every catalog entry made of named experts (a frankenMoE); with
+        `machine` (Library.machine()), each with its fit estimate there."""
         catalog = self.library.catalog.models
         entries = [e for e in catalog if e.id == QUICK_START_ID] + [e for e in catalog if e.experts and e.id != QUICK_START_ID]
-        machine = self.library.machine()
         starters = []
         for entry in entries:
             hint = recommended_file(entry)
             fit = None
-            if hint is not None:
+            if hint is not None and machine is not None:
                 arch = entry.architecture
                 shape = ModelShape.from_catalog(arch.layers, arch.kv_dim, int(hint.size_gb * GB))
                 fit = estimate_fit(shape, entry.context.practical, machine)

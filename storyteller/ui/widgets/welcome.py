@@ -39,6 +39,7 @@ class Welcome:
     chat_btn: gr.Button
     story_btn: gr.Button
     experts: gr.Accordion  # the frankenMoE cards, closed once a model is loaded
+    cards: list[gr.HTML]  # what each card says, in the order of QuickStart.starters()
 
     @property
     def outputs(self) -> list:
@@ -61,18 +62,20 @@ def card_html(starter: StarterModel) -> str:
         fit = starter.fit
         lines.append(f"<p title='{html.escape(fit.note)}'>{VERDICT_MARKS[fit.verdict]} <b>{fit.verdict}</b> on this "
                      f"machine (needs ~{fit.needed_bytes / 1e9:.1f} GB, {fit.placement})</p>")
+    elif starter.file is not None:
+        lines.append("<p>Fit on this machine: checking…</p>")
     return "".join(lines)
 
 
 def build(services: Services, activity: Activity) -> Welcome:
     services.samples.install_once()
-    starters = services.quick_start.starters()
+    starters = services.quick_start.starters()  # the fits come with the page load (probing the machine takes a while)
     with gr.Column(elem_id="welcome", visible=False) as panel:
         with gr.Row():
             gr.Markdown(INTRO, elem_id="welcome-intro")
             hide_btn = gr.Button("Hide", size="sm", scale=0, min_width=80, elem_id="welcome-hide")
         with gr.Row(equal_height=True):
-            loads = [_card(services, activity, starters[0])]
+            cards = [_card(services, activity, starters[0])]
             with gr.Column(variant="panel", min_width=280, elem_id="welcome-next"):
                 sample = services.samples.character()
                 if sample is not None:
@@ -85,10 +88,10 @@ def build(services: Services, activity: Activity) -> Welcome:
         with gr.Accordion("Mixture-of-experts models (frankenMoEs): for machines with 16 GB or more", open=True,
                           elem_id="welcome-experts") as experts:
             with gr.Row(equal_height=True):
-                loads += [_card(services, activity, starter) for starter in starters[1:]]
+                cards += [_card(services, activity, starter) for starter in starters[1:]]
     with gr.Row():
         reopen = gr.Button("Get started", size="sm", scale=0, min_width=130, visible=False, elem_id="welcome-open")
-    welcome = Welcome(panel, reopen, next_line, chat_btn, story_btn, experts)
+    welcome = Welcome(panel, reopen, next_line, chat_btn, story_btn, experts, [text for text, _ in cards])
 
     def on_hide():
         services.settings.set_welcome_hidden(True)
@@ -99,7 +102,7 @@ def build(services: Services, activity: Activity) -> Welcome:
         return {**next_step(services, welcome, loaded=services.engine.model_info is not None),
                 panel: gr.update(visible=True), reopen: gr.update(visible=False)}
 
-    for load in filter(None, loads):
+    for load in filter(None, (load for _, load in cards)):
         load.then(lambda: next_step(services, welcome, loaded=services.engine.model_info is not None),
                   outputs=welcome.outputs[2:], show_progress="hidden")
     hide_btn.click(on_hide, outputs=[panel, reopen], show_progress="hidden")
@@ -122,7 +125,9 @@ def connect(services: Services, welcome: Welcome, demo: gr.Blocks, tabs: gr.Tabs
     def on_page_load():
         loaded = services.engine.model_info is not None
         show = not loaded and not services.settings.welcome_hidden()
-        return {**next_step(services, welcome, loaded), **(shown if show else hidden)}
+        starters = services.quick_start.starters(services.library.machine())
+        texts = dict(zip(welcome.cards, map(card_html, starters), strict=True))
+        return {**next_step(services, welcome, loaded), **(shown if show else hidden), **texts}
 
     def on_chat():
         sample = services.samples.character()
@@ -138,20 +143,20 @@ def connect(services: Services, welcome: Welcome, demo: gr.Blocks, tabs: gr.Tabs
         created = services.samples.start_story()
         return {tabs: gr.Tabs(selected="story"), **story.open(created.id), **hidden}
 
-    demo.load(on_page_load, outputs=welcome.outputs, show_progress="hidden")
+    demo.load(on_page_load, outputs=[*welcome.outputs, *welcome.cards], show_progress="hidden")
     welcome.chat_btn.click(on_chat, outputs=[tabs, *chat.outputs, welcome.panel, welcome.reopen])
     welcome.story_btn.click(on_story, outputs=[tabs, *story.outputs, welcome.panel, welcome.reopen])
 
 
-def _card(services: Services, activity: Activity, starter: StarterModel) -> Dependency | None:
+def _card(services: Services, activity: Activity, starter: StarterModel) -> tuple[gr.HTML, Dependency | None]:
     """One model's card; its button downloads the recommended file, then loads it, with progress in place.
-    Returns the load's event (None for a card without a file)."""
+    Returns what the card says, and the load's event (None for a card without a file)."""
     entry_id = starter.entry.id
     cancels: dict[str, threading.Event] = {}  # per browser session: what this card's Cancel sets
     with gr.Column(variant="panel", min_width=240, elem_id=f"welcome-card-{entry_id}", elem_classes=["welcome-card"]):
-        gr.HTML(card_html(starter))
+        text = gr.HTML(card_html(starter))
         if starter.file is None:
-            return
+            return text, None
         with gr.Row():
             download_btn = gr.Button("Download and load", variant="primary", size="sm", elem_classes=["welcome-download"])
             cancel_btn = gr.Button("Cancel", size="sm", visible=False, scale=0, min_width=80)
@@ -193,6 +198,6 @@ def _card(services: Services, activity: Activity, starter: StarterModel) -> Depe
 
     cancel_btn.click(on_cancel, None, None, concurrency_limit=None)
     # The card shows its own progress: Gradio's pending animation on top of it would only flicker.
-    return download_btn.click(on_download, outputs=[download_btn, cancel_btn, progress, load_line, downloaded],
+    return text, download_btn.click(on_download, outputs=[download_btn, cancel_btn, progress, load_line, downloaded],
                               concurrency_id="downloads", show_progress="hidden").then(
         on_load, downloaded, load_line, concurrency_id="engine", show_progress="hidden")
