@@ -82,7 +82,7 @@ def test_first_run_downloads_and_loads_the_quick_start_model_then_chats_with_the
 
     page.locator("#welcome-chat").click()
     page.wait_for_function(
-        "() => document.querySelector('#chat-character input')?.value === 'Tamsin Reed'", timeout=15_000
+        "() => document.querySelector('#chat-character input')?.value === 'Tamsin Reed'", timeout=60_000
     )
     wait_text(page, "#chatbot", "I'm Tamsin")  # her greeting opens the chat
     assert page.locator("#welcome").is_hidden() and page.locator("#welcome-open").is_visible()
@@ -97,6 +97,6 @@ def test_first_run_downloads_and_loads_the_quick_start_model_then_chats_with_the
     page.locator("#welcome-story").click()
     page.wait_for_function(
         "t => document.querySelector('#story-text textarea')?.value.startsWith(t)",
-        arg=sample_story().opening[:60], timeout=15_000,
+        arg=sample_story().opening[:60], timeout=60_000,
     )
     assert page.locator("#story-empty").is_hidden()
