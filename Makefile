@@ -23,7 +23,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml setup.py storyteller/engine/router_tap.c | $(PY)
+$(VENV)/.installed: pyproject.toml setup.py storyteller/engine/router_tap.c storyteller/engine/ecma_regex.cpp | $(PY)
 	$(PY) -m pip install -e .
 	touch $@
 

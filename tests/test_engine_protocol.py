@@ -87,7 +87,9 @@ def test_placement_and_settings_of_a_load(tiny_model, tmp_path):
         info = engine.load(settings)
         placement = engine.placement
         assert isinstance(placement, LoadPlacement)
-        assert placement == LoadPlacement(info.gpu_layers, tuple(info.buffer_types), info.extra_buffers)
+        assert placement == LoadPlacement(info.gpu_layers, tuple(info.buffer_types), info.extra_buffers,
+                                          tuple(info.expert_layers_on_cpu), tuple(info.device_bytes.items()))
+        assert placement.device_bytes and placement.expert_layers_on_cpu == ()
         assert placement.gpu_layers == 0 and placement.buffer_types
         assert engine.settings == settings and engine.settings.extra_buffers == "auto"  # as the caller gave it
     finally:

@@ -9,13 +9,15 @@ import argparse
 import sys
 from typing import Any
 
+from pydantic import ValidationError
+
 from storyteller.core.context import resolve_data_dir
 from storyteller.core.errors import UserError
 from storyteller.core.services import Services
 from storyteller.engine import LoadSettings
 
-__all__ = ["UserError", "add_data_dir_option", "add_no_repack_option", "extra_buffers", "load_settings",
-           "open_services", "print_notice", "print_progress"]
+__all__ = ["UserError", "add_data_dir_option", "add_moe_options", "add_no_repack_option", "extra_buffers",
+           "load_settings", "moe_settings", "open_services", "print_notice", "print_progress"]
 
 
 def open_services(args: argparse.Namespace) -> Services:
@@ -27,8 +29,8 @@ def load_settings(**fields: Any) -> LoadSettings:
     """Load settings from command-line values; a value llama.cpp cannot take is the user's to fix."""
     try:
         return LoadSettings(**fields)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    except ValidationError as exc:  # its own text carries the input and a URL: keep the reasons
+        raise UserError("; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())) from exc
 
 
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +51,27 @@ def add_no_repack_option(parser: argparse.ArgumentParser) -> None:
 
 def extra_buffers(args: argparse.Namespace) -> str:
     return "off" if args.no_repack else "auto"
+
+
+def add_moe_options(parser: argparse.ArgumentParser) -> None:
+    """llama.cpp's --cpu-moe, --n-cpu-moe N and --override-tensor, with its semantics."""
+    experts = parser.add_mutually_exclusive_group()
+    experts.add_argument("--cpu-moe", action="store_true",
+                         help="keep the expert weights of every MoE layer in RAM (the rest can go to the GPU)")
+    experts.add_argument("--n-cpu-moe", type=int, metavar="N",
+                         help="keep the expert weights of the first N MoE layers in RAM")
+    parser.add_argument(
+        "-ot", "--override-tensor", action="append", default=[], metavar="REGEX=TYPE",
+        help="put the tensors whose names REGEX matches (C++ std::regex) in buffer type TYPE (CPU, CUDA0…); "
+        "repeatable, and comma-separated lists as llama.cpp's -ot; these come before the --cpu-moe patterns",
+    )
+
+
+def moe_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The LoadSettings fields of add_moe_options' flags."""
+    cpu_moe: int | str = "all" if args.cpu_moe else (args.n_cpu_moe or 0)
+    overrides = [item for value in args.override_tensor for item in value.split(",") if item]
+    return {"cpu_moe": cpu_moe, "tensor_overrides": overrides}
 
 
 def print_notice(notice: str | None) -> None:

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from storyteller.cli.common import (
-    UserError, add_data_dir_option, add_no_repack_option, extra_buffers, load_settings, open_services, print_notice,
-    print_progress,
+    UserError, add_data_dir_option, add_moe_options, add_no_repack_option, extra_buffers, load_settings, moe_settings,
+    open_services, print_notice, print_progress,
 )
 from storyteller.core.models.completion import complete
 from storyteller.core.presets.presets import sampling_for
@@ -42,6 +42,7 @@ def register(subparsers) -> None:
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: text and stats")
     add_no_repack_option(parser)
+    add_moe_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
     settings = load_settings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used,
-                             extra_buffers=extra_buffers(args))
+                             extra_buffers=extra_buffers(args), **moe_settings(args))
     prompts = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
     services = open_services(args)
     routing = None
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if routing is not None:
                 routing.writelines(line + "\n" for line in jsonl_records([RoutingTrace(result.routing)]))
             if args.json:
-                print(json.dumps({"text": result.text, "stats": result.stats.as_dict()}), flush=True)
+                stats = {**result.stats.as_dict(), "placement": services.engine.placement.as_dict()}
+                print(json.dumps({"text": result.text, "stats": stats}), flush=True)
             else:
                 print(result.text, flush=True)
     finally:

@@ -18,7 +18,7 @@ from storyteller.engine.interface import (
     WorkerCrashed,
 )
 from storyteller.engine.local import LocalEngine, gpu_offload_supported
-from storyteller.engine.worker import is_extra_buffer_type
+from storyteller.engine.load_log import is_extra_buffer_type
 
 __all__ = [
     "Done",

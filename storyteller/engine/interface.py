@@ -13,6 +13,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storyteller.engine.sampling import SamplerSettings
+from storyteller.engine.tensor_overrides import MAX_LAYERS, CpuMoe, split_override
 
 KvCacheType = Literal["f16", "q8_0", "q4_0"]
 StopReason = Literal["stop", "eos", "length", "user"]
@@ -52,6 +53,12 @@ class LoadSettings(BaseModel):
     extra_buffers: Literal["auto", "on", "off"] = "auto"
     # Experts used per token for MoE models; None keeps the model's own value.
     expert_used_count: int | None = Field(None, ge=1, le=256)
+    # MoE expert weights kept in RAM while the rest of their layers goes to the GPU: llama.cpp's
+    # --n-cpu-moe N (the first N layers) or --cpu-moe ("all"); 0 keeps none back.
+    cpu_moe: CpuMoe = 0
+    # Raw `regex=buffer type` overrides, as llama.cpp's -ot; they come before the experts' patterns
+    # (the first pattern that matches a tensor's name wins).
+    tensor_overrides: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _quantized_v_cache_needs_flash_attention(self) -> LoadSettings:
@@ -59,6 +66,10 @@ class LoadSettings(BaseModel):
             raise ValueError("a quantized V cache (q8_0/q4_0) needs flash attention on")
         if isinstance(self.n_gpu_layers, int) and self.n_gpu_layers < -1:
             raise ValueError("n_gpu_layers must be -1 (all), 0 or more, or 'auto'")
+        if self.cpu_moe != "all" and not 0 <= self.cpu_moe <= MAX_LAYERS:
+            raise ValueError(f"MoE experts on the CPU: 'all' or the first 0 to {MAX_LAYERS} layers")
+        for text in self.tensor_overrides:
+            split_override(text)  # a regex llama.cpp's std::regex refuses would fail the load
         return self
 
 
@@ -110,23 +121,35 @@ class ModelInfo:
     n_ubatch: int = 0
     n_threads: int = 0
     n_threads_batch: int = 0
-    # Where llama.cpp put the weights: its buffer names ("CPU_Mapped", "CPU_REPACK", "AMX", "CUDA0"…).
+    # Where llama.cpp put the weights, read from its load log: its buffer names ("CPU_Mapped",
+    # "CPU_REPACK", "AMX", "CUDA0"…), the weight bytes per device ("CPU", "CUDA0"…) and the MoE
+    # layers whose experts an override kept in RAM.
     buffer_types: list[str] = field(default_factory=list)
     extra_buffers: bool = False  # a repack / AMX buffer holds some weights
+    device_bytes: dict[str, int] = field(default_factory=dict)
+    expert_layers_on_cpu: list[int] = field(default_factory=list)
     notice: str | None = None  # something the user should know about this load, in one sentence
 
     @property
     def placement(self) -> LoadPlacement:
-        return LoadPlacement(self.gpu_layers, tuple(self.buffer_types), self.extra_buffers)
+        return LoadPlacement(self.gpu_layers, tuple(self.buffer_types), self.extra_buffers,
+                             tuple(self.expert_layers_on_cpu), tuple(self.device_bytes.items()))
 
 
 @dataclass(frozen=True)
 class LoadPlacement:
-    """Where a load put the model's tensors."""
+    """Where a load put the model's tensors, as llama.cpp reported it."""
 
     gpu_layers: int  # layers offloaded to a GPU (the output layer counts as one more)
     buffer_types: tuple[str, ...]  # llama.cpp's weight buffers ("CPU_Mapped", "CPU_REPACK", "AMX", "CUDA0"…)
     extra_buffers: bool  # an extra CPU buffer type (repack / AMX) holds some weights
+    expert_layers_on_cpu: tuple[int, ...] = ()  # MoE layers whose expert weights an override kept in RAM
+    device_bytes: tuple[tuple[str, int], ...] = ()  # weight bytes per device ("CPU", "CUDA0"…)
+
+    def as_dict(self) -> dict:
+        """As `storyteller generate --json` prints it in its stats."""
+        return {"n_gpu_layers": self.gpu_layers, "expert_layers_on_cpu": list(self.expert_layers_on_cpu),
+                "bytes": dict(self.device_bytes)}
 
 
 @dataclass(frozen=True)

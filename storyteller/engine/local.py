@@ -24,7 +24,8 @@ from storyteller.engine.interface import (
 )
 from storyteller.engine.kernel_check import CRASH_SIGNALS, KernelVerdicts, model_tensor_types
 from storyteller.engine.sampling import SAMPLER_NAMES, SamplerSettings
-from storyteller.engine.worker import Command, buffer_types_in_log, worker_main
+from storyteller.engine.load_log import read_load_log
+from storyteller.engine.worker import Command, worker_main
 
 LOG_TAIL_LINES = 8
 POLL_SECONDS = 0.05
@@ -215,7 +216,7 @@ class LocalEngine:
 
     def _kernels_crashed(self, settings: LoadSettings) -> str:
         """Remembers that extra buffer types crashed with this model; the one sentence the user sees."""
-        kind = kernel_kind(buffer_types_in_log(str(self.log_path)))
+        kind = kernel_kind(read_load_log(str(self.log_path)).buffer_types)
         self._kernels_off.add(settings.model_path)
         try:
             types = model_tensor_types(settings.model_path)

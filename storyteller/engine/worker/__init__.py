@@ -11,6 +11,6 @@ Importing this package does not import llama_cpp; loading a model does.
 """
 
 from storyteller.engine.worker.model import LoadedModel
-from storyteller.engine.worker.process import Command, buffer_types_in_log, is_extra_buffer_type, worker_main
+from storyteller.engine.worker.process import Command, worker_main
 
-__all__ = ["Command", "LoadedModel", "buffer_types_in_log", "is_extra_buffer_type", "worker_main"]
+__all__ = ["Command", "LoadedModel", "worker_main"]

@@ -13,6 +13,7 @@ from storyteller.engine.llama_params import (
     MAX_UBATCH, SIMULATE_CRASH_ENV, context_params, model_params, strict_setattr, strict_structures,
 )
 from storyteller.engine.router_tap import RouterTap
+from storyteller.engine.tensor_overrides import OverrideArray, OverrideError, all_overrides
 from storyteller.engine.worker.kv_cache import KvCache
 from storyteller.engine.worker.vocab import Vocab
 from storyteller.gguf_header import GGUFHeader, GGUFHeaderError, read_gguf_header
@@ -37,7 +38,9 @@ class LoadedModel:
         import llama_cpp
         from llama_cpp import _logger
 
-        _logger.logger.setLevel("INFO")  # llama.cpp's info lines go to the log file
+        # llama.cpp's info lines go to the log file; while it loads also its debug lines, which say
+        # where each layer and each overridden tensor went (load_log.py reads them).
+        _logger.logger.setLevel("DEBUG")
         strict_structures(llama_cpp)
         self.lib = llama_cpp
         self.settings = settings
@@ -51,8 +54,12 @@ class LoadedModel:
             params.progress_callback = self._progress_callback(on_progress)
         if settings.expert_used_count is not None:
             params.kv_overrides = self._expert_override(header.architecture, settings.expert_used_count)
+        overrides = all_overrides(settings.tensor_overrides, settings.cpu_moe)
+        if overrides:
+            params.tensor_buft_overrides = self._buffer_overrides(overrides)
 
         self.model = llama_cpp.llama_model_load_from_file(settings.model_path.encode(), params)
+        _logger.logger.setLevel("INFO")
         if not self.model:
             raise EngineError(f"llama.cpp could not load {settings.model_path} (see the log for why)")
         self.vocab = Vocab(llama_cpp, self.model)
@@ -161,6 +168,16 @@ class LoadedModel:
         overrides[1].key = b""  # terminator
         self._keep_alive.append(overrides)
         return overrides
+
+    def _buffer_overrides(self, overrides: list[tuple[str, str]]) -> int:
+        from llama_cpp._ggml import libggml
+
+        try:
+            array = OverrideArray(self.lib, libggml, overrides)
+        except OverrideError as exc:
+            raise EngineError(str(exc)) from exc
+        self._keep_alive.append(array)  # llama.cpp keeps the patterns' pointers for the model's lifetime
+        return array.pointer
 
     def _meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)

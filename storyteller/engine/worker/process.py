@@ -8,17 +8,15 @@ pipe; it ends by itself when the app goes away (a lifeline pipe reaches EOF, eve
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import traceback
 from dataclasses import dataclass
 
 from storyteller.engine.interface import EngineError, LoadProgress, LoadSettings
+from storyteller.engine.load_log import is_extra_buffer_type, read_load_log
 from storyteller.engine.worker.generate import generate
 from storyteller.engine.worker.model import LoadedModel
-
-MODEL_BUFFER_LINE = re.compile(r"load_tensors:\s+(\S+) model buffer size")
 
 
 @dataclass
@@ -39,8 +37,12 @@ def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSetting
     except EngineError as exc:
         conn.send(("error", str(exc)))
         return
-    model.info.buffer_types = buffer_types_in_log(log_path)
-    model.info.extra_buffers = any(is_extra_buffer_type(name) for name in model.info.buffer_types)
+    placed = read_load_log(log_path)
+    model.info.buffer_types = placed.buffer_types
+    model.info.extra_buffers = any(is_extra_buffer_type(name) for name in placed.buffer_types)
+    model.info.gpu_layers = placed.gpu_layers
+    model.info.device_bytes = placed.device_bytes
+    model.info.expert_layers_on_cpu = placed.expert_layers_on_cpu
     conn.send(("loaded", model.info))
     _serve(conn, model, stop_event)
 
@@ -67,21 +69,6 @@ def _serve(conn, model: LoadedModel, stop_event) -> None:
         except Exception as exc:  # a bug of ours: report it and keep the model loaded
             traceback.print_exc()
             conn.send(("error", f"internal error in the model worker ({type(exc).__name__}: {exc}); details in the log"))
-
-
-def buffer_types_in_log(log_path: str) -> list[str]:
-    """The buffers llama.cpp put weights in, from its load log ("CPU_REPACK model buffer size = …")."""
-    try:
-        with open(log_path, encoding="utf-8", errors="replace") as log:
-            names = [m.group(1) for m in MODEL_BUFFER_LINE.finditer(log.read())]
-    except OSError:
-        return []
-    return list(dict.fromkeys(names))
-
-
-def is_extra_buffer_type(name: str) -> bool:
-    """llama.cpp's extra CPU buffer types: repacked weights, AMX, KleidiAI (not CPU / CPU_Mapped / GPUs)."""
-    return name == "AMX" or "REPACK" in name or "KLEIDIAI" in name.upper()
 
 
 def _redirect_output(log_path: str) -> None:
