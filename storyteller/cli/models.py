@@ -1,6 +1,7 @@
 """`storyteller models`: the model library from the terminal, in the style of LM Studio's `lms`.
 
 search TEXT · files REPO · download REPO [--quant Q | --file NAME] · list · add PATH · rm NAME · upgrade PATH
+· fit PATH|REPO [--vram-gb G] [--n-ctx N]
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tqdm import tqdm
 
 from storyteller.cli.common import UserError, add_data_dir_option, open_services
+from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
+from storyteller.core.models.hub_models import DEFAULT_CONTEXT
 from storyteller.core.models.library import Library, RepoView, human_size
 from storyteller.hub.catalog import ModelFiles, choose_by_quant
 
@@ -41,6 +45,11 @@ def register(subparsers) -> None:
     action("add", "add a GGUF on disk by its path (not copied)", run_add).add_argument("path")
     action("rm", "remove a model (its files too when the library downloaded it)", run_rm).add_argument("name")
     action("upgrade", "convert an old-layout MoE GGUF (per-expert tensors) in place", run_upgrade).add_argument("path")
+    fit = action("fit", "compare layer offload with MoE experts kept in RAM, for this GPU or a stated VRAM", run_fit)
+    fit.add_argument("target", metavar="PATH|REPO", help="a GGUF on disk, or owner/name, Hub URL or catalog id")
+    fit.add_argument("--vram-gb", type=float, metavar="G", help="free VRAM to plan for (default: this machine's)")
+    fit.add_argument("--n-ctx", type=int, metavar="N", help="context (default: the catalog's practical one, else 8192)")
+    fit.add_argument("--quant", metavar="Q", help="which file of a repo (default: the catalog's choice)")
 
 
 @contextmanager
@@ -162,4 +171,35 @@ def run_upgrade(args, parser) -> int:
     with _library(args) as library:
         path = library.upgrade(args.path, on_status=_say)
         _emit(args, {"path": str(path)}, str(path))
+    return 0
+
+
+def run_fit(args, parser) -> int:
+    if args.vram_gb is not None and args.vram_gb <= 0:
+        parser.error("--vram-gb must be more than 0")
+    with _library(args) as library:
+        path = Path(args.target).expanduser()
+        if path.suffix == ".gguf" or path.exists():
+            parts = split_parts(path)
+            header, size, name = read_local_header(parts[0]), sum(size_or_zero(p) for p in parts), path.name
+            n_ctx = args.n_ctx or DEFAULT_CONTEXT
+        else:
+            view = library.browse(_resolve_repo(library, args.target))
+            model = _pick(view, args.quant, None)
+            header, size, name = library.check_file(view.listing.repo_id, model, view.listing.commit).header, model.size or 0, model.name
+            n_ctx = args.n_ctx or library.context_for(view.catalog)
+        vram = int(args.vram_gb * 1e9) if args.vram_gb else None
+        plans = library.offload_plans(header, size, n_ctx, vram)
+    if args.json:
+        print(json.dumps({"name": name, **plans.as_dict()}), flush=True)
+        return 0
+    print(f"{name}: {plans.vram_free / 1e9:.1f} GB of VRAM, context {n_ctx}")
+    print(f"  {'plan':52} {'VRAM':>9} {'RAM':>9} {'CPU reads/token':>16}")
+    for plan in (plans.layers, plans.experts):
+        if plan is not None:
+            mark = "*" if plan is plans.best else " "
+            fits = "" if plan.fits else "  (does not fit)"
+            print(f"{mark} {plan.label:52} {human_size(plan.vram_bytes):>9} {human_size(plan.ram_bytes):>9} "
+                  f"{human_size(plan.cpu_bytes_per_token):>16}{fits}")
+    print(f"best: {plans.best.label}: {plans.why}")
     return 0

@@ -44,8 +44,8 @@ class ModelShape:
     def from_header(cls, header: GGUFHeader, total_bytes: int) -> ModelShape:
         n_layer = int(header.arch_value("block_count", 0) or 0)
         n_embd = int(header.arch_value("embedding_length", 0) or 0)
-        n_head = _scalar(header.arch_value("head_count", 1)) or 1
-        n_head_kv = _scalar(header.arch_value("head_count_kv", n_head)) or n_head
+        n_head = _scalar(header.arch_value("attention.head_count", 1)) or 1
+        n_head_kv = _scalar(header.arch_value("attention.head_count_kv", n_head)) or n_head
         head_k = int(header.arch_value("attention.key_length", n_embd // n_head) or 0)
         head_v = int(header.arch_value("attention.value_length", n_embd // n_head) or 0)
         in_layers = in_header = 0

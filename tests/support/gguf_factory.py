@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGUFWriter, TokenType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter, TokenType
 from gguf.quants import quantize
 
 # Mistral 7B v0.1's template: no system role, and roles must alternate (it raises otherwise).
@@ -101,38 +101,73 @@ def _start_writer(path: Path, spec: TinyModelSpec, **writer_args) -> GGUFWriter:
     return writer
 
 
+def _tensor_shapes(spec: TinyModelSpec, n_vocab: int) -> Iterator[tuple[str, tuple[int, ...], float | None]]:
+    """Every tensor in file order, experts stacked: name, numpy shape, random scale (None: ones)."""
+    n_embd_kv = spec.n_embd // spec.n_head * spec.n_head_kv
+    yield "token_embd.weight", (n_vocab, spec.n_embd), 1.0
+    for i in range(spec.n_layer):
+        p = f"blk.{i}"
+        yield f"{p}.attn_norm.weight", (spec.n_embd,), None
+        yield f"{p}.attn_q.weight", (spec.n_embd, spec.n_embd), 0.2
+        yield f"{p}.attn_k.weight", (n_embd_kv, spec.n_embd), 0.2
+        yield f"{p}.attn_v.weight", (n_embd_kv, spec.n_embd), 0.2
+        yield f"{p}.attn_output.weight", (spec.n_embd, spec.n_embd), 0.2
+        yield f"{p}.ffn_norm.weight", (spec.n_embd,), None
+        yield f"{p}.ffn_gate_inp.weight", (spec.n_expert, spec.n_embd), 1.0
+        yield f"{p}.ffn_gate_exps.weight", (spec.n_expert, spec.n_ff, spec.n_embd), 0.2
+        yield f"{p}.ffn_up_exps.weight", (spec.n_expert, spec.n_ff, spec.n_embd), 0.2
+        yield f"{p}.ffn_down_exps.weight", (spec.n_expert, spec.n_embd, spec.n_ff), 0.2
+    yield "output_norm.weight", (spec.n_embd,), None
+    yield "output.weight", (n_vocab, spec.n_embd), 1.0
+
+
 def _tensors(spec: TinyModelSpec) -> Iterator[tuple[str, np.ndarray]]:
     """Every tensor in file order, experts stacked; the random draws are the same on every call."""
     n_vocab = len(vocabulary(spec.duplicate_token)[0])
     rng = np.random.default_rng(spec.seed)
-    n_embd_kv = spec.n_embd // spec.n_head * spec.n_head_kv
-
-    def weights(*shape: int, scale: float = 0.2) -> np.ndarray:
-        return (rng.standard_normal(shape) * scale).astype(np.float32)
-
+    shapes = list(_tensor_shapes(spec, n_vocab))
+    # Embeddings and output matrix are drawn first (the files' bytes stay as they always were).
     # A large constant in dimension 0 of every embedding survives the small layers, so the final
     # hidden state always points that way; the EOS row of the output matrix points against it.
     # The model then never ends by itself, which keeps streaming tests predictable.
-    embeddings = weights(n_vocab, spec.n_embd, scale=1.0)
-    embeddings[:, 0] = 8.0
-    output = weights(n_vocab, spec.n_embd, scale=1.0)
-    output[2, :] = 0.0
-    output[2, 0] = -5.0
-    yield "token_embd.weight", embeddings
-    for i in range(spec.n_layer):
-        p = f"blk.{i}"
-        yield f"{p}.attn_norm.weight", np.ones(spec.n_embd, dtype=np.float32)
-        yield f"{p}.attn_q.weight", weights(spec.n_embd, spec.n_embd)
-        yield f"{p}.attn_k.weight", weights(n_embd_kv, spec.n_embd)
-        yield f"{p}.attn_v.weight", weights(n_embd_kv, spec.n_embd)
-        yield f"{p}.attn_output.weight", weights(spec.n_embd, spec.n_embd)
-        yield f"{p}.ffn_norm.weight", np.ones(spec.n_embd, dtype=np.float32)
-        yield f"{p}.ffn_gate_inp.weight", weights(spec.n_expert, spec.n_embd, scale=1.0)
-        yield f"{p}.ffn_gate_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd)
-        yield f"{p}.ffn_up_exps.weight", weights(spec.n_expert, spec.n_ff, spec.n_embd)
-        yield f"{p}.ffn_down_exps.weight", weights(spec.n_expert, spec.n_embd, spec.n_ff)
-    yield "output_norm.weight", np.ones(spec.n_embd, dtype=np.float32)
-    yield "output.weight", output
+    drawn = {name: (rng.standard_normal(shape) * scale).astype(np.float32)
+             for name, shape, scale in (shapes[0], shapes[-1])}
+    drawn["token_embd.weight"][:, 0] = 8.0
+    drawn["output.weight"][2, :] = 0.0
+    drawn["output.weight"][2, 0] = -5.0
+    for name, shape, scale in shapes:
+        if name in drawn:
+            yield name, drawn[name]
+        elif scale is None:
+            yield name, np.ones(shape, dtype=np.float32)
+        else:
+            yield name, (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+# A 4x7B frankenMoE's shape (Mistral 7B experts), for fit plans: only the header is written.
+MOE_4X7B = TinyModelSpec(n_embd=4096, n_head=32, n_head_kv=8, n_layer=32, n_ff=14336, n_expert=4, n_expert_used=2,
+                         context_length=32768)
+
+
+def write_moe_header(path: Path, spec: TinyModelSpec = MOE_4X7B,
+                     quant: GGMLQuantizationType = GGMLQuantizationType.Q4_K) -> Path:
+    """A GGUF header (metadata and tensor infos, no tensor data) with every matrix in `quant`, norms in F32.
+
+    Enough for what reads headers (fit plans, the library); llama.cpp cannot load it.
+    """
+    writer = _start_writer(path, spec)
+    block, type_size = GGML_QUANT_SIZES[quant]
+    for name, shape, scale in _tensor_shapes(spec, len(vocabulary(spec.duplicate_token)[0])):
+        n = int(np.prod(shape))
+        if scale is None:
+            writer.add_tensor_info(name, shape, np.dtype(np.float32), n * 4)
+        else:
+            writer.add_tensor_info(name, shape, np.dtype(np.float32), n // block * type_size, raw_dtype=quant)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    return path
 
 
 def _finish(writer: GGUFWriter) -> None:

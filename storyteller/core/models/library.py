@@ -16,16 +16,17 @@ from storyteller.core.context import AppContext
 from storyteller.core.models.conversion import Status, convert_in_place, probe_load
 from storyteller.core.models.gguf_files import LibraryError, header_summary, human_size, read_local_header, split_parts
 from storyteller.core.models.hub_models import DEFAULT_CONTEXT, FileCheck, HubModels, RepoView
-from storyteller.core.models.loading import gpu_layers_for, load_model
+from storyteller.core.models.loading import load_model, offload_for
 from storyteller.core.models.machine import probe_machine
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import LoadSettings, ModelInfo
-from storyteller.gguf_header import read_gguf_header
+from storyteller.gguf_header import GGUFHeader, read_gguf_header
 from storyteller.hub.catalog import SPLIT_RE, Catalog, CatalogEntry, ModelFiles, load_catalog, quant_of
 from storyteller.hub.client import HubClient, SearchHit
 from storyteller.hub.download import TransferProgress
 from storyteller.hub.fit import FitEstimate, Machine
 from storyteller.hub.layout import has_per_expert_layout
+from storyteller.hub.moe_fit import FitPlans, TensorBudget, plan_offload
 from storyteller.storage.library import ModelRecord, ModelRepository
 
 __all__ = ["FileCheck", "Library", "LibraryError", "RepoView", "human_size"]
@@ -72,6 +73,13 @@ class Library:
 
     def fits_for(self, view: RepoView, checked: FileCheck, n_ctx: int | None = None) -> list[FitEstimate]:
         return self.hub.fits_for(view, checked, n_ctx)
+
+    def offload_plans(self, header: GGUFHeader, size: int, n_ctx: int, vram_bytes: int | None = None) -> FitPlans:
+        """Layer offload against experts in RAM for `vram_bytes` of free VRAM (default: what this machine has)."""
+        vram = vram_bytes or self.machine().vram_free
+        if not vram:
+            raise LibraryError("no GPU memory seen on this machine: say how much with --vram-gb")
+        return plan_offload(TensorBudget.from_header(header, size), vram, n_ctx)
 
     def download(self, repo_id: str, model: ModelFiles, revision: str, *,
                  on_progress: Callable[[TransferProgress], None] | None = None,
@@ -140,21 +148,21 @@ class Library:
         return next((e for e in self.catalog.models if e.id == record.catalog_id), None)
 
     def load_settings(self, record: ModelRecord, n_ctx: int | None = None) -> tuple[LoadSettings, str]:
-        """The catalog's context and prompt format (else the embedded template), and the GPU layers the
-        fit estimate suggests for this machine."""
+        """The catalog's context and prompt format (else the embedded template), and the GPU layers (and
+        expert layers in RAM) the offload plans suggest for this machine."""
         entry = self.catalog_entry(record)
         trained = record.header.get("context_length") or DEFAULT_CONTEXT
         n_ctx = n_ctx or (entry.context.practical if entry else min(DEFAULT_CONTEXT, trained))
-        settings = LoadSettings(model_path=record.path, n_ctx=n_ctx, n_gpu_layers=self.gpu_layers_for(record.path, n_ctx))
+        settings = LoadSettings(model_path=record.path, n_ctx=n_ctx, **self.offload_for(record.path, n_ctx))
         return settings, entry.prompt_format if entry else "embedded"
 
     def machine(self) -> Machine:
         """What this machine offers a model now (free RAM, VRAM), as the fit estimates see it."""
         return self._machine(self.ctx)
 
-    def gpu_layers_for(self, path: str | Path, n_ctx: int, cache_type: str = "f16") -> int:
-        """n_gpu_layers from the fit estimate on the file's header: what "auto" means for this machine."""
-        return gpu_layers_for(path, n_ctx, self.machine(), cache_type)
+    def offload_for(self, path: str | Path, n_ctx: int, cache_type: str = "f16") -> dict[str, int]:
+        """n_gpu_layers (and MoE layers whose experts stay in RAM): what "auto" means for this machine."""
+        return offload_for(path, n_ctx, self.machine(), cache_type)
 
     def prepare_load(self, record: ModelRecord, n_ctx: int | None = None) -> LoadSettings:
         """The settings to load `record` with; records its prompt format for the chat."""

@@ -1,4 +1,4 @@
-"""Loading models: "auto" GPU layers from the fit estimate, the last load settings kept (so the app can
+"""Loading models: "auto" GPU layers from the offload plans (MoE experts in RAM where that is faster), the last load settings kept (so the app can
 offer them again and reload after a crash), and what is loaded in one line."""
 
 from __future__ import annotations
@@ -11,15 +11,18 @@ from storyteller.core.models.gguf_files import read_local_header, size_or_zero, 
 from storyteller.core.models.machine import probe_machine
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported, is_extra_buffer_type
-from storyteller.hub.fit import Machine, ModelShape, estimate_fit
+from storyteller.hub.fit import ALL_LAYERS, Machine, ModelShape, estimate_fit
+from storyteller.hub.moe_fit import TensorBudget, plan_offload
 
 
 def load_model(ctx: AppContext, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
     """Loads a model; "auto" GPU layers become the number the fit estimate suggests for this machine."""
     chosen = settings
     if settings.n_gpu_layers == "auto" and gpu_offload_supported():
-        layers = gpu_layers_for(settings.model_path, settings.n_ctx, probe_machine(ctx), settings.cache_type_k)
-        settings = settings.model_copy(update={"n_gpu_layers": layers})
+        offload = offload_for(settings.model_path, settings.n_ctx, probe_machine(ctx), settings.cache_type_k)
+        if settings.cpu_moe or settings.tensor_overrides:
+            offload.pop("cpu_moe")  # the user's own choice of experts stays
+        settings = settings.model_copy(update=offload)
     info = ctx.engine.load(settings, on_progress)
     AppSettings(ctx.settings).set_last_load(chosen)
     return info
@@ -29,11 +32,18 @@ def last_load_settings(ctx: AppContext) -> LoadSettings | None:
     return AppSettings(ctx.settings).last_load()
 
 
-def gpu_layers_for(path: str | Path, n_ctx: int, machine: Machine, cache_type: str = "f16") -> int:
-    """n_gpu_layers from the fit estimate on the file's header: what "auto" means for this machine."""
+def offload_for(path: str | Path, n_ctx: int, machine: Machine, cache_type: str = "f16") -> dict[str, int]:
+    """What "auto" GPU layers mean for this machine: n_gpu_layers and, for a MoE model, the expert layers
+    kept in RAM (cpu_moe), from the best offload plan for the VRAM it has."""
     parts = split_parts(Path(path))
-    shape = ModelShape.from_header(read_local_header(parts[0]), sum(size_or_zero(p) for p in parts))
-    return estimate_fit(shape, n_ctx, machine, cache_type).gpu_layers
+    header = read_local_header(parts[0])
+    total = sum(size_or_zero(p) for p in parts)
+    if machine.gpu_offload and machine.vram_free:
+        best = plan_offload(TensorBudget.from_header(header, total), machine.vram_free, n_ctx, cache_type).best
+        every = best.n_gpu_layers > int(header.arch_value("block_count", 0) or 0)
+        return {"n_gpu_layers": ALL_LAYERS if every else best.n_gpu_layers, "cpu_moe": best.cpu_moe}
+    shape = ModelShape.from_header(header, total)
+    return {"n_gpu_layers": estimate_fit(shape, n_ctx, machine, cache_type).gpu_layers, "cpu_moe": 0}
 
 
 def describe_engine(ctx: AppContext) -> str:
