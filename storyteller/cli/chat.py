@@ -54,7 +54,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         options = ReplyOptions(max_tokens=args.max_tokens, preset=args.preset)
         if args.preset:
             chats.preset(chat, args.preset)  # an unknown preset fails before the model loads
-        print_notice(services.engine.load(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+        print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
         messages = [args.message] if args.message is not None else (line.rstrip("\n") for line in sys.stdin)
         for message in messages:
             if not message.strip():

@@ -26,9 +26,12 @@ def open_services(args: argparse.Namespace) -> Services:
 
 
 def load_settings(**fields: Any) -> LoadSettings:
-    """Load settings from command-line values; a value llama.cpp cannot take is the user's to fix."""
+    """Load settings from command-line values; a value llama.cpp cannot take is the user's to fix.
+
+    None stands for a flag not given: the field stays unset, so what `models tune` stored can fill it.
+    """
     try:
-        return LoadSettings(**fields)
+        return LoadSettings(**{name: value for name, value in fields.items() if value is not None})
     except ValidationError as exc:  # its own text carries the input and a URL: keep the reasons
         raise UserError("; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())) from exc
 
@@ -49,8 +52,8 @@ def add_no_repack_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def extra_buffers(args: argparse.Namespace) -> str:
-    return "off" if args.no_repack else "auto"
+def extra_buffers(args: argparse.Namespace) -> str | None:
+    return "off" if args.no_repack else None
 
 
 def add_moe_options(parser: argparse.ArgumentParser) -> None:
@@ -68,10 +71,10 @@ def add_moe_options(parser: argparse.ArgumentParser) -> None:
 
 
 def moe_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The LoadSettings fields of add_moe_options' flags."""
-    cpu_moe: int | str = "all" if args.cpu_moe else (args.n_cpu_moe or 0)
+    """The LoadSettings fields of add_moe_options' flags (None where a flag was not given)."""
+    cpu_moe: int | str | None = "all" if args.cpu_moe else args.n_cpu_moe
     overrides = [item for value in args.override_tensor for item in value.split(",") if item]
-    return {"cpu_moe": cpu_moe, "tensor_overrides": overrides}
+    return {"cpu_moe": cpu_moe, "tensor_overrides": overrides or None}
 
 
 def print_notice(notice: str | None) -> None:

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         preset = services.presets.get(args.preset) if args.preset else None
         sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
-        info = services.engine.load(settings, on_progress=lambda f: print_progress("loading model", f))
+        info = services.load_model(settings, on_progress=lambda f: print_progress("loading model", f))
         print_notice(info.notice)
         if args.routing and not info.expert_count:
             raise UserError(f"{Path(args.model).name} is not a mixture-of-experts model: it has no routing to record")

@@ -1,7 +1,7 @@
 """`storyteller models`: the model library from the terminal, in the style of LM Studio's `lms`.
 
 search TEXT · files REPO · download REPO [--quant Q | --file NAME] · list · add PATH · rm NAME · upgrade PATH
-· fit PATH|REPO [--vram-gb G] [--n-ctx N]
+· fit PATH|REPO [--vram-gb G] [--n-ctx N] · tune PATH [--budget S]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from storyteller.cli.common import UserError, add_data_dir_option, open_services
 from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
 from storyteller.core.models.hub_models import DEFAULT_CONTEXT
 from storyteller.core.models.library import Library, RepoView, human_size
+from storyteller.core.models.tuning import DEFAULT_BUDGET_S, TuneRow
 from storyteller.hub.catalog import ModelFiles, choose_by_quant
 
 
@@ -45,6 +46,11 @@ def register(subparsers) -> None:
     action("add", "add a GGUF on disk by its path (not copied)", run_add).add_argument("path")
     action("rm", "remove a model (its files too when the library downloaded it)", run_rm).add_argument("name")
     action("upgrade", "convert an old-layout MoE GGUF (per-expert tensors) in place", run_upgrade).add_argument("path")
+    tune = action("tune", "try a few load settings on this machine and keep the fastest for the model's next load",
+                  run_tune)
+    tune.add_argument("path", help="a GGUF on disk")
+    tune.add_argument("--budget", type=float, default=DEFAULT_BUDGET_S, metavar="S",
+                      help=f"stop starting candidates after S seconds (default {DEFAULT_BUDGET_S:.0f})")
     fit = action("fit", "compare layer offload with MoE experts kept in RAM, for this GPU or a stated VRAM", run_fit)
     fit.add_argument("target", metavar="PATH|REPO", help="a GGUF on disk, or owner/name, Hub URL or catalog id")
     fit.add_argument("--vram-gb", type=float, metavar="G", help="free VRAM to plan for (default: this machine's)")
@@ -203,3 +209,33 @@ def run_fit(args, parser) -> int:
                   f"{human_size(plan.cpu_bytes_per_token):>16}{fits}")
     print(f"best: {plans.best.label}: {plans.why}")
     return 0
+
+
+def run_tune(args, parser) -> int:
+    def show(i: int, total: int, row: TuneRow) -> None:
+        _say(f"[{i + 1}/{total}] {row.name}: {_speeds(row)}")
+
+    with _library(args) as library:
+        _say(f"trying load settings, at most {args.budget:.0f} s (Ctrl-C stops)")
+        result = library.tune(args.path, budget_s=args.budget, on_row=show)
+    if args.json:
+        for row in result.rows:
+            print(json.dumps(row.as_dict()), flush=True)
+        print(json.dumps({"winner": result.winner.name if result.winner else None, "seconds": result.seconds}))
+        return 0
+    print(f"{'candidate':28} {'prompt tok/s':>13} {'gen tok/s':>10}  status")
+    for row in result.rows:
+        mark = "*" if row is result.winner else " "
+        prompt = f"{row.prompt_tps:.1f}" if row.prompt_tps else "-"
+        gen = f"{row.gen_tps:.1f}" if row.gen_tps else "-"
+        print(f"{mark}{row.name:27} {prompt:>13} {gen:>10}  {row.status}{': ' + row.message if row.message else ''}")
+    if result.winner is None:
+        raise UserError("no candidate ran to its end; nothing was stored")
+    print(f"fastest: {result.winner.name} (stored: the next load of this model uses it)")
+    return 0
+
+
+def _speeds(row: TuneRow) -> str:
+    if row.status != "ok":
+        return row.status + (f" ({row.message})" if row.message else "")
+    return f"prompt {row.prompt_tps or 0:.1f} tok/s, generation {row.gen_tps or 0:.1f} tok/s"

@@ -19,6 +19,8 @@ LAST_LOAD_KEY = "engine.last_load"
 PROMPT_FORMAT_KEY = "model.prompt_format"
 # Whether replies record their MoE routing (off unless the user switched it on).
 CAPTURE_KEY = "router.capture"
+# The load settings `storyteller models tune` found fastest, per model path: {path: {field: value}}.
+TUNED_KEY = "engine.tuned"
 # The Hugging Face token (HF_TOKEN in the environment wins).
 TOKEN_KEY = "hub.token"
 TOKEN_ENV = "HF_TOKEN"
@@ -57,6 +59,14 @@ class AppSettings:
 
     def set_router_capture(self, on: bool) -> None:
         self.repo.set(CAPTURE_KEY, bool(on))
+
+    def tuned(self, model_path: str) -> dict | None:
+        saved = self.repo.get(TUNED_KEY) or {}
+        return saved.get(model_path) if isinstance(saved, dict) else None
+
+    def set_tuned(self, model_path: str, fields: dict) -> None:
+        saved = self.repo.get(TUNED_KEY)
+        self.repo.set(TUNED_KEY, {**(saved if isinstance(saved, dict) else {}), model_path: fields})
 
     def hub_token(self) -> str | None:
         return os.environ.get(TOKEN_ENV) or self.repo.get(TOKEN_KEY)

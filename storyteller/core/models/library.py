@@ -18,6 +18,7 @@ from storyteller.core.models.gguf_files import LibraryError, header_summary, hum
 from storyteller.core.models.hub_models import DEFAULT_CONTEXT, FileCheck, HubModels, RepoView
 from storyteller.core.models.loading import load_model, offload_for
 from storyteller.core.models.machine import probe_machine
+from storyteller.core.models.tuning import TuneResult, tune
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import LoadSettings, ModelInfo
 from storyteller.gguf_header import GGUFHeader, read_gguf_header
@@ -73,6 +74,14 @@ class Library:
 
     def fits_for(self, view: RepoView, checked: FileCheck, n_ctx: int | None = None) -> list[FitEstimate]:
         return self.hub.fits_for(view, checked, n_ctx)
+
+    def tune(self, path: str | Path, **options) -> TuneResult:
+        """Tries candidate load settings for a model on disk and keeps the fastest for its next load."""
+        path = Path(path).expanduser().resolve()
+        if not path.is_file():
+            raise LibraryError(f"no model file at {path}")
+        read_local_header(path)  # a clear error for a file that is no GGUF
+        return tune(self.ctx, str(path), **options)
 
     def offload_plans(self, header: GGUFHeader, size: int, n_ctx: int, vram_bytes: int | None = None) -> FitPlans:
         """Layer offload against experts in RAM for `vram_bytes` of free VRAM (default: what this machine has)."""

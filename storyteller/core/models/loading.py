@@ -14,10 +14,13 @@ from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported, i
 from storyteller.hub.fit import ALL_LAYERS, Machine, ModelShape, estimate_fit
 from storyteller.hub.moe_fit import TensorBudget, plan_offload
 
+# The fields `models tune` decides; a later load takes them unless its caller set them.
+TUNED_FIELDS = ("n_threads", "n_batch", "flash_attn", "use_mmap", "extra_buffers", "n_gpu_layers", "cpu_moe")
+
 
 def load_model(ctx: AppContext, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
     """Loads a model; "auto" GPU layers become the number the fit estimate suggests for this machine."""
-    chosen = settings
+    chosen = settings = with_tuned(ctx, settings)
     if settings.n_gpu_layers == "auto" and gpu_offload_supported():
         offload = offload_for(settings.model_path, settings.n_ctx, probe_machine(ctx), settings.cache_type_k)
         if settings.cpu_moe or settings.tensor_overrides:
@@ -26,6 +29,19 @@ def load_model(ctx: AppContext, settings: LoadSettings, on_progress: Callable[[f
     info = ctx.engine.load(settings, on_progress)
     AppSettings(ctx.settings).set_last_load(chosen)
     return info
+
+
+def with_tuned(ctx: AppContext, settings: LoadSettings) -> LoadSettings:
+    """`settings` with what `storyteller models tune` found fastest for this model, where the caller left
+    those fields unset."""
+    tuned = AppSettings(ctx.settings).tuned(settings.model_path)
+    unset = {k: v for k, v in (tuned or {}).items() if k in TUNED_FIELDS and k not in settings.model_fields_set}
+    if not unset:
+        return settings
+    try:
+        return LoadSettings.model_validate({**settings.model_dump(), **unset})
+    except ValueError:
+        return settings  # stored by another version with other rules: the caller's own settings
 
 
 def last_load_settings(ctx: AppContext) -> LoadSettings | None:
