@@ -33,7 +33,13 @@ def load_settings(**fields: Any) -> LoadSettings:
     try:
         return LoadSettings(**{name: value for name, value in fields.items() if value is not None})
     except ValidationError as exc:  # its own text carries the input and a URL: keep the reasons
-        raise UserError("; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())) from exc
+        raise UserError("; ".join(_reason(error) for error in exc.errors())) from exc
+
+
+def _reason(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
