@@ -7,8 +7,8 @@ import json
 import sys
 
 from storyteller.cli.common import (
-    add_data_dir_option, add_moe_options, add_no_repack_option, extra_buffers, load_settings, moe_settings, open_services,
-    print_notice, print_progress,
+    add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
+    print_progress,
 )
 from storyteller.core.chat.chats import ReplyOptions
 from storyteller.core.chat.replies import ReplyFinished
@@ -27,9 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--chat", metavar="ID", help="go on with this chat")
     parser.add_argument("--message", metavar="TEXT", help="one message (default: one per line of stdin)")
     parser.add_argument("--preset", metavar="NAME", help="sampling preset for these turns")
-    parser.add_argument("--n-ctx", type=int, default=4096, metavar="N")
-    add_no_repack_option(parser)
-    add_moe_options(parser)
+    add_load_options(parser)
     parser.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit")
     parser.add_argument("--json", action="store_true", help='one JSON object per line: {"chat_id", "text", "stats"}')
     parser.set_defaults(run=run)
@@ -40,10 +38,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--max-tokens must be at least 1")
     if args.chat and args.character:
         parser.error("--chat goes on with a chat; its character is already set")
-    settings = load_settings(model_path=args.model, n_ctx=args.n_ctx, extra_buffers=extra_buffers(args),
-                             **moe_settings(args))
     services = open_services(args)
     try:
+        settings = load_settings(services, args)
         chats = services.chats
         if args.chat:
             chat = chats.chat(args.chat)

@@ -16,8 +16,8 @@ from storyteller.core.errors import UserError
 from storyteller.core.services import Services
 from storyteller.engine import LoadSettings
 
-__all__ = ["UserError", "add_data_dir_option", "add_moe_options", "add_no_repack_option", "extra_buffers",
-           "load_settings", "moe_settings", "open_services", "print_notice", "print_progress"]
+__all__ = ["UserError", "add_data_dir_option", "add_load_options", "add_no_repack_option", "load_settings",
+           "open_services", "print_notice", "print_progress"]
 
 
 def open_services(args: argparse.Namespace) -> Services:
@@ -25,21 +25,45 @@ def open_services(args: argparse.Namespace) -> Services:
     return Services.open(resolve_data_dir(args.data_dir))
 
 
-def load_settings(**fields: Any) -> LoadSettings:
-    """Load settings from command-line values; a value llama.cpp cannot take is the user's to fix.
-
-    None stands for a flag not given: the field stays unset, so what `models tune` stored can fill it.
-    """
+def load_settings(services: Services, args: argparse.Namespace, **fields: Any) -> LoadSettings:
+    """Load settings from the command line (`add_load_options`' flags and `fields`); what no flag gives comes
+    from the defaults for new loads (Settings › General), and a field neither sets stays unset, so what
+    `models tune` stored can fill it. A value llama.cpp cannot take is the user's to fix."""
+    given = {"n_ctx": args.n_ctx, "n_gpu_layers": _gpu_layers(args.gpu_layers), "n_threads": args.threads,
+             "extra_buffers": "off" if args.no_repack else None, **moe_settings(args)}
     try:
-        return LoadSettings(**{name: value for name, value in fields.items() if value is not None})
+        return services.new_load_settings(args.model, **given, **fields)
     except ValidationError as exc:  # its own text carries the input and a URL: keep the reasons
         raise UserError("; ".join(_reason(error) for error in exc.errors())) from exc
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _reason(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"])
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}" if where else message
+
+
+def _gpu_layers(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--gpu-layers must be auto, -1 (all), 0 (CPU only) or a number, not {value!r}") from None
+
+
+def add_load_options(parser: argparse.ArgumentParser) -> None:
+    """--n-ctx, --gpu-layers, --threads, --no-repack and the MoE flags: the first three, left out, come from the
+    defaults for new loads."""
+    defaults = " (default: Settings › General's default for new loads, else {})"
+    parser.add_argument("--n-ctx", type=int, metavar="N", help="context size in tokens" + defaults.format(4096))
+    parser.add_argument("--gpu-layers", metavar="N|auto", help="layers on the GPU: auto, -1 (all), 0 (CPU only) or a number"
+                        + defaults.format("auto"))
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads" + defaults.format("all cores"))
+    add_no_repack_option(parser)
+    add_moe_options(parser)
 
 
 def add_data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -56,10 +80,6 @@ def add_no_repack_option(parser: argparse.ArgumentParser) -> None:
         help="keep llama.cpp's extra CPU buffer types (weight repacking, AMX) off, as llama.cpp's --no-repack "
         "(default: on, unless they crash on this CPU)",
     )
-
-
-def extra_buffers(args: argparse.Namespace) -> str | None:
-    return "off" if args.no_repack else None
 
 
 def add_moe_options(parser: argparse.ArgumentParser) -> None:

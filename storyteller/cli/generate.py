@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from storyteller.cli.common import (
-    UserError, add_data_dir_option, add_moe_options, add_no_repack_option, extra_buffers, load_settings, moe_settings,
-    open_services, print_notice, print_progress,
+    UserError, add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
+    print_progress,
 )
 from storyteller.core.models.completion import complete
 from storyteller.core.presets.presets import sampling_for
@@ -32,7 +32,6 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-tokens", type=int, metavar="N", help=f"reply limit (default: the preset's, else {DEFAULT_MAX_TOKENS})"
     )
-    parser.add_argument("--n-ctx", type=int, default=4096, metavar="N")
     parser.add_argument("--experts-used", type=int, metavar="N", help="experts per token of a MoE model (default: its own)")
     parser.add_argument(
         "--routing", metavar="OUT.jsonl",
@@ -41,20 +40,18 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, metavar="N", help="sampling seed (default: the preset's, else random)")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop string (repeatable)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line: text and stats")
-    add_no_repack_option(parser)
-    add_moe_options(parser)
+    add_load_options(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.max_tokens is not None and args.max_tokens < 1:
         parser.error("--max-tokens must be at least 1")
-    settings = load_settings(model_path=args.model, n_ctx=args.n_ctx, expert_used_count=args.experts_used,
-                             extra_buffers=extra_buffers(args), **moe_settings(args))
     prompts = [args.prompt] if args.prompt is not None else (line.rstrip("\n") for line in sys.stdin)
     services = open_services(args)
     routing = None
     try:
+        settings = load_settings(services, args, expert_used_count=args.experts_used)
         preset = services.presets.get(args.preset) if args.preset else None
         sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
         info = services.load_model(settings, on_progress=lambda f: print_progress("loading model", f))

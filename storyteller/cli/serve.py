@@ -8,8 +8,8 @@ import sys
 import threading
 
 from storyteller.cli.common import (
-    add_data_dir_option, add_moe_options, add_no_repack_option, extra_buffers, load_settings, moe_settings, open_services,
-    print_notice, print_progress,
+    add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
+    print_progress,
 )
 from storyteller.core.services import Services
 from storyteller.engine import EngineError, LoadSettings
@@ -28,8 +28,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     parser.add_argument("--model", metavar="PATH", help="GGUF file to load at start")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this login (needed off loopback)")
-    add_no_repack_option(parser)
-    add_moe_options(parser)
+    add_load_options(parser)
 
 
 def is_loopback(host: str) -> bool:
@@ -61,8 +60,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(f"Storyteller data folder: {services.data_dir}", file=sys.stderr)
     # The model loads in its worker process while this one imports gradio (seconds each, on two cores);
     # the page is served once both are done, so its first view shows the model loaded.
-    loading = ModelAtStart(services, load_settings(model_path=args.model, extra_buffers=extra_buffers(args),
-                                                      **moe_settings(args))) if args.model else None
+    loading = ModelAtStart(services, load_settings(services, args)) if args.model else None
     from storyteller.ui.app import launch  # gradio loads only for the one command that needs it
 
     if loading is not None:

@@ -20,7 +20,7 @@ from storyteller.core.chat.chats import ChatService
 from storyteller.core.chat.stories import StoryService
 from storyteller.core.context import AppContext
 from storyteller.core.models.library import Library
-from storyteller.core.models.loading import describe_engine, load_model
+from storyteller.core.models.loading import describe_engine, load_model, new_load_settings
 from storyteller.core.models.quick_start import QuickStart
 from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.routing.experts import Experts
@@ -93,6 +93,10 @@ class Services:
     def load_model(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
         """Loads a model ("auto" GPU layers from the fit estimate) and remembers its settings."""
         return load_model(self.ctx, settings, on_progress)
+
+    def new_load_settings(self, model_path: str, **given) -> LoadSettings:
+        """LoadSettings for a new load: what is given (None = not given), else the defaults for new loads."""
+        return new_load_settings(self.settings, model_path, **given)
 
     def describe_engine(self) -> str:
         """One line for status bars: what is loaded, or that the worker crashed."""

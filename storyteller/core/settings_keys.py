@@ -7,8 +7,9 @@ never by their key strings.
 from __future__ import annotations
 
 import os
+from typing import Annotated, Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storyteller.engine import LoadSettings
 from storyteller.storage.settings import SettingsRepository
@@ -28,6 +29,23 @@ TOKEN_ENV = "HF_TOKEN"
 SAMPLES_KEY = "samples.installed"
 # Whether the user hid the welcome panel.
 WELCOME_HIDDEN_KEY = "welcome.hidden"
+# What new loads use unless they say otherwise (Settings › General): GPU layers, threads, context.
+LOAD_DEFAULTS_KEY = "load.defaults"
+
+
+class LoadDefaults(BaseModel):
+    """The user's defaults for new loads; None leaves the choice to the app (fit estimate, all cores, the
+    model's practical context)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_gpu_layers: Annotated[int, Field(ge=-1)] | Literal["auto"] | None = None
+    n_threads: int | None = Field(None, ge=1, le=512)
+    n_ctx: int | None = Field(None, ge=256, le=1 << 20)
+
+    def given(self) -> dict[str, Any]:
+        """The LoadSettings fields the user chose."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
 class AppSettings:
@@ -86,3 +104,11 @@ class AppSettings:
 
     def set_welcome_hidden(self, hidden: bool) -> None:
         self.repo.set(WELCOME_HIDDEN_KEY, bool(hidden))
+    def load_defaults(self) -> LoadDefaults:
+        try:
+            return LoadDefaults.model_validate(self.repo.get(LOAD_DEFAULTS_KEY) or {})
+        except ValidationError:
+            return LoadDefaults()  # saved by another version with other fields: the app's own choices
+
+    def set_load_defaults(self, defaults: LoadDefaults) -> None:
+        self.repo.set(LOAD_DEFAULTS_KEY, defaults.model_dump())

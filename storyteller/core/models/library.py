@@ -158,11 +158,17 @@ class Library:
 
     def load_settings(self, record: ModelRecord, n_ctx: int | None = None) -> tuple[LoadSettings, str]:
         """The catalog's context and prompt format (else the embedded template), and the GPU layers (and
-        expert layers in RAM) the offload plans suggest for this machine."""
+        expert layers in RAM) the offload plans suggest for this machine; the user's defaults for new loads
+        win over both, and an `n_ctx` given here over those."""
         entry = self.catalog_entry(record)
+        defaults = AppSettings(self.ctx.settings).load_defaults()
         trained = record.header.get("context_length") or DEFAULT_CONTEXT
-        n_ctx = n_ctx or (entry.context.practical if entry else min(DEFAULT_CONTEXT, trained))
-        settings = LoadSettings(model_path=record.path, n_ctx=n_ctx, **self.offload_for(record.path, n_ctx))
+        n_ctx = n_ctx or defaults.n_ctx or (entry.context.practical if entry else min(DEFAULT_CONTEXT, trained))
+        # The user's own GPU layers stand alone (no expert plan on top); unset fields stay unset for `models tune`.
+        offload = ({"n_gpu_layers": defaults.n_gpu_layers} if defaults.n_gpu_layers not in (None, "auto")
+                   else self.offload_for(record.path, n_ctx))
+        threads = {"n_threads": defaults.n_threads} if defaults.n_threads is not None else {}
+        settings = LoadSettings(model_path=record.path, n_ctx=n_ctx, **offload, **threads)
         return settings, entry.prompt_format if entry else "embedded"
 
     def machine(self) -> Machine:

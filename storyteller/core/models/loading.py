@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from storyteller.core.context import AppContext
 from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
@@ -42,6 +43,13 @@ def with_tuned(ctx: AppContext, settings: LoadSettings) -> LoadSettings:
         return LoadSettings.model_validate({**settings.model_dump(), **unset})
     except ValueError:
         return settings  # stored by another version with other rules: the caller's own settings
+
+
+def new_load_settings(settings: AppSettings, model_path: str, **given: Any) -> LoadSettings:
+    """LoadSettings for a new load: the values given (None = not given), else the user's defaults for new
+    loads (Settings › General), else LoadSettings' own. A value llama.cpp cannot take raises ValueError."""
+    explicit = {name: value for name, value in given.items() if value is not None}
+    return LoadSettings(model_path=model_path, **(settings.load_defaults().given() | explicit))
 
 
 def last_load_settings(ctx: AppContext) -> LoadSettings | None:
