@@ -183,6 +183,19 @@ def test_yaml_character_takes_the_image_beside_it(library, tmp_path):
     assert library.media.read(result.character.avatar) == image_bytes((1, 2, 3))
 
 
+def test_import_tells_each_card_file_before_reading_it(library, tmp_path):
+    (tmp_path / "Chiharu.yaml").write_text("name: Chiharu\ngreeting: Hey!\n")
+    (tmp_path / "Chiharu.png").write_bytes(image_bytes((1, 2, 3)))
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "Mira.json").write_text(json.dumps(sillytavern_card("Mira")))
+    files = ["Chiharu.png", "Chiharu.yaml", "broken.json", "Mira.json"]
+    told = []
+    results = library.import_files([tmp_path / f for f in files], files, on_file=lambda *step: told.append(step))
+    # The YAML's image is no card of its own; a bad file is still counted and reported.
+    assert told == [(1, 3, "Chiharu.yaml"), (2, 3, "broken.json"), (3, 3, "Mira.json")]
+    assert [r.character is not None for r in results] == [True, False, True]
+
+
 def test_apng_and_webp_cards(library, tmp_path):
     card = v3_card_with_assets("Animated")
     apng = write_apng(tmp_path / "anim.png", {"ccv3": b64json(card)})

@@ -71,6 +71,13 @@ def test_compare_writes_the_last_reply_with_one_two_and_three_experts_then_resto
         tiny_services.experts.set_capture(False)
     replies = steps[-1].replies
     assert [r.experts_used for r in replies] == [1, 2, 3]
+    # It says where it is as it goes: which reply, its load, and the reply as far as it got.
+    for step, count in ((1, "1 expert per token"), (2, "2 experts per token"), (3, "3 experts per token")):
+        mine = [s for s in steps if s.status.startswith(f"Reply {step} of 3, {count}:")]
+        assert "loading the model" in mine[0].status and all(s.step == step and s.steps == 3 for s in mine)
+        writing = [s for s in mine if "writing" in s.status]
+        assert writing and writing[-1].writing and replies[step - 1].text.startswith(writing[-1].writing)
+        assert len(mine[-1].replies) == step - 1  # the ones done before it
     for reply in replies:
         assert reply.generated_tokens > 0 and reply.gen_tps
         # Every token went to exactly that many experts in every layer.

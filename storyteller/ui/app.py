@@ -37,7 +37,7 @@ def build_ui(services: Services) -> gr.Blocks:
             character_link = characters.build(services)
             models.build(services, activity)
             presets.build(services)
-            experts.build(services)
+            experts.build(services, activity)
             settings.build(services, activity)
         characters.connect(services, character_link, chat_link, tabs)
         welcome.connect(services, first_run, demo, tabs, chat_link, story_link)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,19 +126,23 @@ class CharacterLibrary:
 
     # --- import and export ------------------------------------------------------------------------
 
-    def import_files(self, paths: Iterable[Path], labels: Iterable[str] | None = None) -> list[ImportResult]:
+    def import_files(self, paths: Iterable[Path], labels: Iterable[str] | None = None,
+                     on_file: Callable[[int, int, str], None] | None = None) -> list[ImportResult]:
         """Imports each file on its own: a bad file is reported and the others still come in.
 
-        `labels` name the files in messages (the names the user knows, e.g. of uploads).
+        `labels` name the files in messages (the names the user knows, e.g. of uploads); `on_file(n, total,
+        label)` is told before the n-th card file (from 1) is read.
         """
         paths = [Path(p) for p in paths]
         labels = list(labels) if labels is not None else [str(p) for p in paths]
         # A YAML character's image travels beside it; imported with the YAML, not as a card of its own.
         yaml_stems = {(p.parent, p.stem) for p in paths if p.suffix.lower() in YAML_SUFFIXES}
+        cards = [(path, label) for path, label in zip(paths, labels, strict=True)
+                 if not (path.suffix.lower() in IMAGE_SUFFIXES and (path.parent, path.stem) in yaml_stems)]
         results = []
-        for path, label in zip(paths, labels, strict=True):
-            if path.suffix.lower() in IMAGE_SUFFIXES and (path.parent, path.stem) in yaml_stems:
-                continue
+        for n, (path, label) in enumerate(cards, 1):
+            if on_file is not None:
+                on_file(n, len(cards), label)
             try:
                 package = read_card_file(path, label)
             except CardFileError as exc:

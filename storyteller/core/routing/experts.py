@@ -4,19 +4,19 @@ experts per token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
-from storyteller.core.models.completion import finish, loaded_model
+from storyteller.core.models.completion import loaded_model
 from storyteller.core.models.library import Library
 from storyteller.core.routing.capture import reply_traces
 from storyteller.core.routing.router import RoutingTrace, UsageSummary, jsonl_records, summarize
 from storyteller.core.settings_keys import AppSettings
-from storyteller.engine import GenerateRequest
+from storyteller.engine import Done, GenerateRequest, PromptProgress, TextChunk
 from storyteller.hub.catalog import CatalogEntry
 from storyteller.storage.chats import ChatRepository
 
@@ -64,8 +64,14 @@ class ComparedReply:
 
 @dataclass
 class CompareProgress:
+    """Where a comparison is: reply `step` of `steps` (`experts_used` per token), what it does now and the
+    replies done so far (with the one being written, as far as it got, in `writing`)."""
+
     status: str
     replies: list[ComparedReply] = field(default_factory=list)
+    step: int = 0
+    steps: int = 0
+    writing: str = ""
 
 
 class Experts:
@@ -126,9 +132,13 @@ class Experts:
 
     # --- comparing expert counts ----------------------------------------------------------
 
-    def compare_expert_counts(self, chat_id: str) -> Iterator[CompareProgress]:
+    def compare_expert_counts(self, chat_id: str,
+                              on_load: Callable[[float], None] | None = None) -> Iterator[CompareProgress]:
         """Writes the chat's last reply again with 1…min(3, expert_count) experts per token (same seed and
-        preset; the model is loaded again for each), then loads it as it was. Nothing is saved."""
+        preset; the model is loaded again for each), then loads it as it was. Nothing is saved.
+
+        Yields where it is: each load, the prompt read (tokens), the reply written (tokens); `on_load`
+        hears each load's progress (it runs inside the blocking load)."""
         engine = self.ctx.engine
         info = loaded_model(engine, ExpertsError)
         if not info.expert_count:
@@ -140,15 +150,30 @@ class Experts:
         replies: list[ComparedReply] = []
         counts = range(1, min(COMPARE_MAX_EXPERTS, info.expert_count) + 1)
         try:
-            for count in counts:
-                yield CompareProgress(f"Loading the model with {count} expert(s) per token…", list(replies))
-                engine.load(original.model_copy(update={"expert_used_count": count}))
-                yield CompareProgress(f"Writing the reply with {count} expert(s) per token…", list(replies))
-                done = finish(engine, request)
+            for step, count in enumerate(counts, 1):
+                def progress(what: str, writing: str = "") -> CompareProgress:
+                    return CompareProgress(f"Reply {step} of {len(counts)}, {count} expert{'s' if count > 1 else ''} "
+                                           f"per token: {what}", list(replies), step, len(counts), writing)
+
+                yield progress("loading the model…")
+                engine.load(original.model_copy(update={"expert_used_count": count}), on_load)
+                done, text, tokens = None, "", 0
+                for event in engine.generate(request):
+                    if isinstance(event, PromptProgress):
+                        yield progress(f"reading the prompt, {event.done:,} / {event.total:,} tokens…")
+                    elif isinstance(event, TextChunk):
+                        text, tokens = text + event.text, tokens + 1
+                        yield progress(f"writing, ≈{tokens} of at most {request.max_tokens} tokens…", text)
+                    elif isinstance(event, Done):
+                        done = event
+                if done is None:
+                    raise AssertionError("the engine ended a request without a Done event")
                 usage = None
                 if done.routing is not None:
                     usage = summarize([RoutingTrace(done.routing)])
                 replies.append(ComparedReply(count, done.text, done.stats.generated_tokens, done.stats.gen_tps, usage))
+            yield CompareProgress("Loading the model as it was…", list(replies), len(counts), len(counts))
         finally:
-            engine.load(original)
-        yield CompareProgress(f"Compared {len(replies)} expert counts; the model is loaded as before.", replies)
+            engine.load(original, on_load)
+        yield CompareProgress(f"Compared {len(replies)} expert counts; the model is loaded as before.", replies,
+                              len(counts), len(counts))

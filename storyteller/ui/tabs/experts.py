@@ -26,6 +26,8 @@ from storyteller.core.routing.router import (
     summarize,
 )
 from storyteller.core.services import Services
+from storyteller.ui.widgets.activity import Activity
+from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.errors import USER_ERRORS
 
 CAPTURE_INFO = (
@@ -115,7 +117,8 @@ def sources_line(summary: UsageSummary, sources: list[str] | None) -> str:
     return f"By source model (share of the mixing weight): {parts}."
 
 
-def compare_html(replies) -> str:
+def compare_html(replies, writing: str = "") -> str:
+    """One column per reply written; `writing`, the reply being written so far, in a last column."""
     columns = []
     for reply in replies:
         speed = f"{reply.gen_tps:.1f} tok/s" if reply.gen_tps else "–"
@@ -124,10 +127,12 @@ def compare_html(replies) -> str:
             f'<div class="xp-compare-col"><b>{reply.experts_used} expert{"s" if reply.experts_used > 1 else ""} per token</b>'
             f"<br>{speed} · {reply.generated_tokens} tokens{extra}<pre>{html.escape(reply.text)}</pre></div>"
         )
+    if writing:
+        columns.append(f'<div class="xp-compare-col xp-writing"><b>writing…</b><pre>{html.escape(writing)}</pre></div>')
     return f'<div class="xp-compare">{"".join(columns)}</div>'
 
 
-def build(services: Services) -> None:
+def build(services: Services, activity: Activity) -> None:
     with gr.Tab("Experts", id="experts") as tab:
         gr.Markdown(
             "Which experts of a mixture-of-experts model wrote each reply. Switch recording on, write a reply "
@@ -239,15 +244,29 @@ def build(services: Services) -> None:
             records = text.count("\n")
             return gr.update(value=str(path), visible=True), f"Exported {records} records (one per token and layer)."
 
-        def on_compare(chat_id):
+        def on_compare(chat_id, request: gr.Request):
             if not chat_id:
                 yield "Pick a chat first.", ""
                 return
+            # The loads block, so the comparison runs in a thread that reports its steps and the loads' progress.
+            task: BackgroundTask[tuple[str, object], None] = BackgroundTask(
+                lambda report: [report(("step", step)) for step in services.experts.compare_expert_counts(
+                    chat_id, on_load=lambda fraction: report(("load", fraction)))],
+                catch=USER_ERRORS,
+            )
+            key, step = f"compare:{request.session_hash}", None
             try:
-                for step in services.experts.compare_expert_counts(chat_id):
-                    yield step.status, compare_html(step.replies)
-            except USER_ERRORS as exc:
-                yield f"**{exc}**", ""
+                for kind, value in task:
+                    if kind == "step":
+                        step, status = value, value.status
+                    else:
+                        status = f"{step.status.rstrip('…')} {value:.0%}" if step is not None else f"Loading… {value:.0%}"
+                    activity.set(key, f"Comparing expert counts: {status}")
+                    yield status, compare_html(step.replies, step.writing) if step is not None else ""
+            finally:
+                activity.clear(key)
+            if task.error is not None:
+                yield f"**{task.error}**", compare_html(step.replies) if step is not None else ""
 
         reply_outputs = [summary_md, heatmap, words]
         chat_outputs = [routing_state, reply_pick, summary_md, chat_md, chat_heatmap]

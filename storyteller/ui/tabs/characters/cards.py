@@ -19,6 +19,7 @@ from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
 from storyteller.engine.interface import Engine
 from storyteller.ui.links import CharacterChatLink, ChatLink
+from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.choices import character_choices, persona_choices
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.list_editor import ListEditor
@@ -54,8 +55,24 @@ def describe_tokens(character: Character, engine: Engine, user: str) -> str:
     )
 
 
+def empty_line(shown_ids: list[int], query: str) -> str:
+    """What to do when the gallery shows nobody; empty when it shows someone."""
+    if shown_ids:
+        return ""
+    if (query or "").strip():
+        return f"No character matches “{query.strip()}”."
+    return "No characters yet: **Import cards** (PNG, WebP, JSON, CHARX or YAML files, several at once) or make one with **New**."
+
+
+def import_progress(n: int, total: int, label: str) -> str:
+    return f"Importing {n} / {total}: {label}…"
+
+
 def import_report(results) -> str:
-    lines = []
+    imported = sum(r.character is not None for r in results)
+    failed = len(results) - imported
+    head = f"**Imported {imported} of {len(results)}**" + (f" · {failed} failed" if failed else "")
+    lines = [head]
     for result in results:
         if result.character is not None:
             notes = f" ({'; '.join(result.notes)})" if result.notes else ""
@@ -88,6 +105,7 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
                     )
                     new_btn = gr.Button("New", scale=1, elem_id="new-character")
                 import_status = gr.Markdown(elem_id="import-status")
+                empty_md = gr.Markdown(lambda: empty_line(gallery_items(library, "")[1], ""), elem_id="characters-empty")
                 gallery = gr.Gallery(
                     lambda: gallery_items(library, "")[0], label="Characters", columns=3, height=620, allow_preview=False, object_fit="cover",
                     interactive=False, fit_columns=False, buttons=[], elem_id="character-gallery",
@@ -159,13 +177,25 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
 
         def on_import(files, query):
             if not files:
-                return gr.update(), gr.update(), gr.update(), *show_character(None)
+                yield gr.update(), gr.update(), gr.update(), *show_character(None)
+                return
             paths = _side_by_side([Path(f) for f in files])
-            results = library.import_files(paths, [p.name for p in paths])
-            shutil.rmtree(paths[0].parent, ignore_errors=True)
+            task: BackgroundTask[tuple[int, int, str], list] = BackgroundTask(
+                lambda report: library.import_files(paths, [p.name for p in paths], on_file=lambda *step: report(step)),
+                catch=(*USER_ERRORS, OSError),
+            )
+            unchanged = [gr.update()] * (2 + len(editor_outputs))
+            try:
+                for step in task:
+                    yield import_progress(*step), *unchanged
+            finally:
+                shutil.rmtree(paths[0].parent, ignore_errors=True)
+            if task.error is not None:
+                yield f"✗ The import stopped: {task.error}", *unchanged
+                return
             items, ids = gallery_items(library, query)
-            imported = [r.character.id for r in results if r.character is not None]
-            return import_report(results), items, ids, *show_character(imported[-1] if imported else None)
+            imported = [r.character.id for r in task.value if r.character is not None]
+            yield import_report(task.value), items, ids, *show_character(imported[-1] if imported else None)
 
         def on_save(character_id, query, tags_text, alternate_list, group_list, *texts):
             if character_id is None:
@@ -233,6 +263,7 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
             return describe_tokens(library.get(character_id), services.engine, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
+        shown_ids.change(empty_line, [shown_ids, search], empty_md, show_progress="hidden")
         # Opening the Characters tab (showing this sub-tab) or this sub-tab reads the gallery again.
         gr.on([parent.select, tab.select], lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(
             persona_picker, persona, persona)

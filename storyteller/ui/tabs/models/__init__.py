@@ -15,7 +15,7 @@ from storyteller.ui.widgets.errors import USER_ERRORS
 def build(services: Services, activity: Activity) -> None:
     with gr.Tab("Models", id="models") as tab:
         local_pick = library.build(services, tab, activity)
-        path = load_settings.build(services, activity)
+        path = load_settings.build(services, tab, activity)
 
     def follow(name):
         """Picking one of your models puts its file into the load settings' path box."""

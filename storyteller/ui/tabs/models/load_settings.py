@@ -59,9 +59,23 @@ def _optional_int(value, what: str) -> int | None:
         raise ValueError(f"{what} must be a whole number, or empty") from None
 
 
-def build(services: Services, activity: Activity) -> gr.Textbox:
-    """The load settings; returns the GGUF path box (picking one of your models fills it)."""
-    saved = services.settings.last_load() or LoadSettings(model_path="")
+def form_start(services: Services) -> LoadSettings:
+    """The form's first values: the last load's settings (else LoadSettings' own), with the defaults for
+    new loads (Settings › General) over GPU layers, threads and context."""
+    last = services.settings.last_load() or LoadSettings(model_path="")
+    return last.model_copy(update=services.settings.load_defaults().given())
+
+
+def _default_fields(settings: LoadSettings) -> list:
+    """GPU layers, context and threads as the form's boxes show them."""
+    return [str(settings.n_gpu_layers), settings.n_ctx, _blank_if_none(settings.n_threads)]
+
+
+def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Textbox:
+    """The load settings (`tab`: opening it brings in changed defaults); returns the GGUF path box (picking
+    one of your models fills it)."""
+    saved = form_start(services)
+    filled = gr.State(_default_fields(saved))  # what the default-driven boxes were last filled with
     with gr.Column(elem_id="load-settings"):
         gr.Markdown("### Load settings")
         gr.Markdown(gpu_line())
@@ -77,9 +91,10 @@ def build(services: Services, activity: Activity) -> gr.Textbox:
                 )
             with gr.Column(scale=2):
                 gpu_layers = gr.Textbox(
-                    label="GPU layers", value=str(saved.n_gpu_layers), info="auto, -1 (all), 0 (CPU only) or a number"
+                    label="GPU layers", value=str(saved.n_gpu_layers), info="auto, -1 (all), 0 (CPU only) or a number",
+                    elem_id="load-gpu-layers",
                 )
-                n_ctx = gr.Number(label="Context (tokens)", value=saved.n_ctx, precision=0, minimum=256)
+                n_ctx = gr.Number(label="Context (tokens)", value=saved.n_ctx, precision=0, minimum=256, elem_id="load-n-ctx")
                 experts = gr.Textbox(
                     label="Experts per token (MoE)", value=_blank_if_none(saved.expert_used_count),
                     placeholder="the model's own", info="empty = the model's own setting", elem_id="experts-per-token",
@@ -87,7 +102,7 @@ def build(services: Services, activity: Activity) -> gr.Textbox:
                 with gr.Accordion("Advanced", open=False):
                     n_batch = gr.Number(label="Batch size", value=saved.n_batch, precision=0, minimum=16)
                     n_threads = gr.Textbox(label="Threads (empty = all cores)", value=_blank_if_none(saved.n_threads),
-                                           placeholder="all cores")
+                                           placeholder="all cores", elem_id="load-threads")
                     flash_attn = gr.Radio(["auto", "on", "off"], value=saved.flash_attn, label="Flash attention")
                     cache_type = gr.Radio(
                         ["f16", "q8_0", "q4_0"], value=saved.cache_type_k, label="KV cache type",
@@ -120,6 +135,15 @@ def build(services: Services, activity: Activity) -> gr.Textbox:
             services.engine.unload()
             return describe_model(None)
 
+        def on_open(shown_layers, shown_ctx, shown_threads, before):
+            """Changed defaults fill the boxes, unless the user has typed in them since they were filled."""
+            if [str(shown_layers), int(shown_ctx or 0), str(shown_threads or "")] != [before[0], int(before[1]), before[2]]:
+                return gr.update(), gr.update(), gr.update(), before
+            now = _default_fields(form_start(services))
+            return *now, now
+
+        default_boxes = [gpu_layers, n_ctx, n_threads]
+        tab.select(on_open, [*default_boxes, filled], [*default_boxes, filled], show_progress="hidden")
         picker.change(lambda chosen: chosen or gr.update(), inputs=picker, outputs=path)
         load_btn.click(on_load, inputs=inputs, outputs=status, concurrency_id="engine")
         unload_btn.click(on_unload, outputs=status)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import gradio as gr
 
 from storyteller.core.services import Services
-from storyteller.ui.tabs.settings import chat_io, general
+from storyteller.ui.tabs.settings import chat_io, general, load_defaults
 from storyteller.ui.widgets.activity import Activity
 
 
 def build(services: Services, activity: Activity) -> None:
     with gr.Tab("Settings", id="settings") as tab:
         with gr.Tabs(elem_id="settings-tabs"):
-            general.build(services, tab, activity)
+            general_tab = general.build(services, tab, activity)
+            load_defaults.build(services, tab, general_tab)
             chat_io.build(services, tab)

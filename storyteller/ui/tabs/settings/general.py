@@ -29,10 +29,11 @@ def backup_line(summary: BackupSummary) -> str:
     return " · ".join(p for p in parts if p) + ": download it below."
 
 
-def build(services: Services, parent: gr.Tab, activity: Activity) -> None:
+def build(services: Services, parent: gr.Tab, activity: Activity) -> gr.Tab:
+    """The General sub-tab; returned, so other parts can add themselves to it."""
     backup_root = Path(tempfile.mkdtemp(prefix="storyteller-backups-"))
 
-    with gr.Tab("General", id="general"):
+    with gr.Tab("General", id="general") as general:
         gr.Markdown(f"**Data folder:** `{services.data_dir}`  \n"
                     "The database, downloaded models, avatars and logs live here (`--data-dir` or "
                     "`$STORYTELLER_HOME` choose another).", elem_id="data-folder")
@@ -83,3 +84,4 @@ def build(services: Services, parent: gr.Tab, activity: Activity) -> None:
     token_btn.click(on_token, token_box, token_md).then(lambda: "", None, token_box)
     backup_btn.click(on_backup, with_models, [backup_status, backup_file], concurrency_id="backup")
     parent.select(lambda: token_line(services), None, token_md, show_progress="hidden")
+    return general
