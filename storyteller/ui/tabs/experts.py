@@ -34,6 +34,8 @@ CAPTURE_INFO = (
     "Off by default. Switching it on or off recreates the model's context, so the next reply reads its "
     "whole prompt again once; while on, generation is a few percent slower."
 )
+NO_ROUTING = ("No routing recorded yet: switch recording on above, load a mixture-of-experts model and write a "
+              "reply in the Chat tab.")
 HEAT_RGB = "37, 99, 235"
 
 CSS = """
@@ -186,7 +188,7 @@ def build(services: Services, activity: Activity) -> None:
 
         def on_chat(chat_id):
             if not chat_id:
-                return [], gr.update(choices=[], value=None), "No chats yet.", "", ""
+                return [], gr.update(choices=[], value=None), NO_ROUTING, "", ""
             try:
                 replies = services.experts.chat_routing(chat_id)
                 if not replies:

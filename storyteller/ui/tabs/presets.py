@@ -143,6 +143,14 @@ def preset_choices(library: PresetLibrary) -> list[tuple[str, str]]:
     return choices
 
 
+def own_presets_line(library: PresetLibrary) -> str:
+    """What to do while every preset is a bundled one; empty once the user has one of their own."""
+    if any(not entry.bundled for entry in library.entries()):
+        return ""
+    return ("No presets of your own yet: change a bundled one and **Save as** under a new name, or import a "
+            "preset file below.")
+
+
 def status_line(library: PresetLibrary, name: str, modified: bool) -> str:
     entry = library.find(name)
     if entry is None:
@@ -160,6 +168,7 @@ def build(services: Services) -> None:
             with gr.Column(scale=4):
                 status = gr.Markdown(elem_id="preset-status")
                 description = gr.Textbox(label="Description", elem_id="preset-description")
+        own_md = gr.Markdown(elem_id="presets-own-empty")
         with gr.Row():
             save_btn = gr.Button("Save", variant="primary", elem_id="preset-save")
             new_name = gr.Textbox(placeholder="New name…", show_label=False, scale=2, elem_id="preset-new-name")
@@ -195,10 +204,11 @@ def build(services: Services) -> None:
                 preset.description,
                 "" if name_used else gr.update(),
                 note,
+                own_presets_line(library),
                 *inputs_from_preset(preset),
             ]
 
-        editor_outputs = [picker, status, description, new_name, notices, *widgets]
+        editor_outputs = [picker, status, description, new_name, notices, own_md, *widgets]
 
         def on_pick(name):
             return editor(name)

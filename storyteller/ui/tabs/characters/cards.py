@@ -104,7 +104,7 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
                         "Import cards", file_count="multiple", file_types=CARD_FILE_TYPES, scale=2, elem_id="import-cards"
                     )
                     new_btn = gr.Button("New", scale=1, elem_id="new-character")
-                import_status = gr.Markdown(elem_id="import-status")
+                import_status = gr.Markdown(elem_id="import-status", max_height=260)
                 empty_md = gr.Markdown(lambda: empty_line(gallery_items(library, "")[1], ""), elem_id="characters-empty")
                 gallery = gr.Gallery(
                     lambda: gallery_items(library, "")[0], label="Characters", columns=3, height=620, allow_preview=False, object_fit="cover",
@@ -263,12 +263,15 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
             return describe_tokens(library.get(character_id), services.engine, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
-        shown_ids.change(empty_line, [shown_ids, search], empty_md, show_progress="hidden")
+        # On each page load and gallery change: an empty gallery is a line saying what to do, not a blank box.
+        gr.on(None, lambda ids, query: (empty_line(ids, query), gr.update(visible=bool(ids))), [shown_ids, search],
+              [empty_md, gallery], show_progress="hidden")
         # Opening the Characters tab (showing this sub-tab) or this sub-tab reads the gallery again.
         gr.on([parent.select, tab.select], lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(
             persona_picker, persona, persona)
         selection = gallery.select(on_pick, shown_ids, editor_outputs)
-        imported = importer.upload(on_import, [importer, search], [import_status, gallery, shown_ids, *editor_outputs])
+        imported = importer.upload(on_import, [importer, search], [import_status, gallery, shown_ids, *editor_outputs],
+                                   show_progress="minimal")
         created = new_btn.click(on_new, outputs=[search, gallery, shown_ids, *editor_outputs])
         saved = save_btn.click(on_save, [selected, search, tags, alternate, group_only, *text_fields], [gallery, shown_ids, avatar])
         duplicated = duplicate_btn.click(on_duplicate, [selected, search], [gallery, shown_ids, *editor_outputs])

@@ -14,6 +14,8 @@ from storyteller.core.services import Services
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor
 
+EMPTY = ("No lorebooks yet: **Import lorebooks** (V3 lorebook or SillyTavern world info JSON) or make one with "
+         "**New lorebook**.")
 FORMAT_NAMES = {"lorebook_v3": "V3 lorebook", "card_book": "character book", "world_info": "SillyTavern world info"}
 
 
@@ -34,6 +36,7 @@ def build(services: Services, parent: gr.Tab) -> None:
             importer = gr.UploadButton("Import lorebooks", file_count="multiple", file_types=[".json"], scale=1, elem_id="import-lorebooks")
             new_btn = gr.Button("New lorebook", scale=1)
         status = gr.Markdown(elem_id="lorebook-status")
+        empty = gr.Markdown(elem_id="lorebooks-empty")
         with gr.Column(visible=False) as body:
             with gr.Row():
                 name = gr.Textbox(label="Name", scale=3)
@@ -46,13 +49,13 @@ def build(services: Services, parent: gr.Tab) -> None:
                 delete_btn = gr.Button("Delete lorebook", variant="stop")
             export_file = gr.File(label="Exported lorebook", visible=False)
 
-        outputs = [pick, body, name, summary]
+        outputs = [pick, body, name, summary, empty]
 
         def show(book_id):
             known = books.all()
             chosen = next((b for b in known if b.id == book_id), known[0] if known else None)
             if chosen is None:
-                return gr.update(choices=[], value=None), gr.update(visible=False), "", ""
+                return gr.update(choices=[], value=None), gr.update(visible=False), "", "", EMPTY
             book = chosen.doc.book()
             count = len(book.entries)
             settings = [f"{count} {'entry' if count == 1 else 'entries'}", FORMAT_NAMES[chosen.doc.format]]
@@ -61,7 +64,7 @@ def build(services: Services, parent: gr.Tab) -> None:
                 settings.append("recursive scanning")
             return (
                 gr.update(choices=[(b.name, b.id) for b in known], value=chosen.id), gr.update(visible=True),
-                chosen.name, " · ".join(settings),
+                chosen.name, " · ".join(settings), "",
             )  # fmt: skip
 
         def on_import(files):

@@ -10,6 +10,8 @@ from storyteller.core.services import Services
 from storyteller.ui.widgets.choices import persona_choices
 from storyteller.ui.widgets.errors import shown_as_warning
 
+EMPTY = "No personas yet: press **New persona** to say who you are in chats (until then you are “User”)."
+
 
 def build(services: Services, parent: gr.Tab) -> None:
     personas = services.personas
@@ -24,6 +26,7 @@ def build(services: Services, parent: gr.Tab) -> None:
         with gr.Row():
             pick = gr.Dropdown(label="Persona", choices=[], value=None, scale=4, elem_id="persona-pick")
             new_btn = gr.Button("New persona", scale=1, elem_id="new-persona")
+        empty = gr.Markdown(elem_id="personas-empty")
         with gr.Row(visible=False) as body:
             avatar = gr.Image(label="Avatar", type="filepath", interactive=False, height=220, scale=1)
             with gr.Column(scale=3):
@@ -36,18 +39,18 @@ def build(services: Services, parent: gr.Tab) -> None:
                     avatar_btn = gr.UploadButton("Change avatar", file_types=["image"])
                     delete_btn = gr.Button("Delete", variant="stop")
 
-        outputs = [pick, body, avatar, name, description, is_default]
+        outputs = [pick, body, avatar, name, description, is_default, empty]
 
         def show(persona_id):
             known = personas.all()
             choices = persona_choices(known)
             persona = next((p for p in known if p.id == persona_id), known[0] if known else None)
             if persona is None:
-                return gr.update(choices=[], value=None), gr.update(visible=False), None, "", "", ""
+                return gr.update(choices=[], value=None), gr.update(visible=False), None, "", "", "", EMPTY
             return (
                 gr.update(choices=choices, value=persona.id), gr.update(visible=True),
                 str(personas.media.path(persona.avatar)) if persona.avatar else None, persona.name,
-                persona.description, "**Default persona**" if persona.is_default else "",
+                persona.description, "**Default persona**" if persona.is_default else "", "",
             )  # fmt: skip
 
         def on_save(persona_id, new_name, new_description):

@@ -51,6 +51,13 @@ def local_rows(library: Library) -> list[list]:
     return rows
 
 
+def no_models_line(library: Library) -> str:
+    if library.list():
+        return ""
+    return ("No local models yet: download one above (start with a curated model) or add a GGUF already on disk "
+            "by its path below.")
+
+
 def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Dropdown:
     """The library's part of the Models tab (`tab`: opening it reads the local models again); returns
     the local-model picker, which the load settings below follow."""
@@ -78,6 +85,7 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Dropdown:
         view_state = gr.State(None)
 
         gr.Markdown("### Your models")
+        local_empty = gr.Markdown(lambda: no_models_line(library), elem_id="local-models-empty")
         local_table = gr.Dataframe(local_rows(library), headers=LOCAL_HEADERS, interactive=False, elem_id="local-models", wrap=True)
         with gr.Row():
             local_pick = gr.Dropdown([r.name for r in library.list()], label="Model", elem_id="local-pick", scale=3)
@@ -90,7 +98,7 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Dropdown:
         def refresh_local(message: str = ""):
             names = [r.name for r in library.list()]
             return {local_table: local_rows(library), local_pick: gr.update(choices=names, value=names[-1] if names else None),
-                    local_status: message}
+                    local_status: message, local_empty: no_models_line(library)}
 
         def on_catalog(entry_id):
             entry = next((e for e in library.catalog.models if e.id == entry_id), None)
@@ -179,7 +187,7 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Dropdown:
             return refresh_local(f"Added **{record.name}** from {record.path}.")
 
         files_outputs = [view_state, files_table, file_pick, check_md]
-        local_outputs = [local_table, local_pick, local_status]
+        local_outputs = [local_table, local_pick, local_status, local_empty]
         tab.select(refresh_local, None, local_outputs)  # other sessions and the CLI change the library too
         catalog_pick.change(on_catalog, catalog_pick, [catalog_md, repo_box]).then(show_files, repo_box, files_outputs)
         show_btn.click(show_files, repo_box, files_outputs)

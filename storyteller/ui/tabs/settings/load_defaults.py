@@ -11,21 +11,30 @@ from storyteller.core.services import Services
 from storyteller.core.settings_keys import LoadDefaults
 
 
+LABELS = {"n_gpu_layers": "GPU layers", "n_threads": "Threads", "n_ctx": "Context"}
+
+
 def defaults_from_inputs(gpu_layers: str, threads: str, n_ctx: str) -> LoadDefaults:
-    """The boxes as LoadDefaults; ValueError (with a sentence for the user) for what is not a setting."""
-    values = {"n_gpu_layers": gpu_layers, "n_threads": threads, "n_ctx": n_ctx}
-    given = {name: text.strip() for name, text in values.items() if (text or "").strip()}
+    """The boxes as LoadDefaults; ValueError (a sentence for the user) for what is not a setting."""
+    texts = {"n_gpu_layers": gpu_layers, "n_threads": threads, "n_ctx": n_ctx}
+    given = {}
+    for name, text in texts.items():
+        text = (text or "").strip()
+        if not text:
+            continue
+        if name == "n_gpu_layers" and text == "auto":
+            given[name] = text
+            continue
+        try:
+            given[name] = int(text)
+        except ValueError:
+            raise ValueError(f"{LABELS[name]} must be a whole number{', auto' if name == 'n_gpu_layers' else ''} "
+                             f"or empty, not “{text}”") from None
     try:
-        return LoadDefaults(**{name: text if text == "auto" else int(text) for name, text in given.items()})
-    except ValueError as exc:
-        raise ValueError(_why(exc)) from None
-
-
-def _why(exc: ValueError) -> str:
-    if isinstance(exc, ValidationError):
+        return LoadDefaults(**given)
+    except ValidationError as exc:
         err = exc.errors()[0]
-        return f"{err['loc'][0]}: {err['msg']}"
-    return "GPU layers, threads and context must be whole numbers (GPU layers also auto), or empty"
+        raise ValueError(f"{LABELS[err['loc'][0]]}: {err['msg']}") from None
 
 
 def defaults_line(defaults: LoadDefaults) -> str:
