@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.app_runner import running_app
-from tests.support.browser import open_tab, send, set_max_tokens
+from tests.support.browser import open_tab, record_texts, seen_texts, send, set_max_tokens
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
@@ -48,11 +48,20 @@ def test_a_reply_shows_its_routing_and_the_expert_counts_compare(tiny_model, bro
         page.locator("#experts-export-file").wait_for(state="visible", timeout=15_000)
         assert "routing-" in page.locator("#experts-export-file").inner_text()
 
+        for selector in ("#experts-compare-status", "#activity"):
+            record_texts(page, selector)
         page.locator("#experts-compare").click()
         page.wait_for_function(
             "() => document.querySelector('#experts-compare-status').innerText.includes('loaded as before')",
             timeout=120_000,
         )
+        # It said where it was as it went, in place and in the header (four loads take seconds, the header
+        # reads what runs every two).
+        statuses = seen_texts(page, "#experts-compare-status")
+        for n, count in ((1, "1 expert"), (2, "2 experts"), (3, "3 experts")):
+            assert any(s.startswith(f"Reply {n} of 3, {count} per token: ") for s in statuses), statuses
+        assert any("writing, ≈" in s for s in statuses), statuses
+        assert any("Comparing expert counts: Reply" in s for s in seen_texts(page, "#activity"))
         columns = page.locator("#experts-compare-results .xp-compare > div")
         assert columns.count() == 3
         assert [columns.nth(i).locator("b").inner_text() for i in range(3)] == [

@@ -7,20 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.browser import WAIT_MS, open_tab
+from tests.support.browser import WAIT_MS, open_tab, record_texts, seen_texts
 from tests.support.card_factory import b64json, sillytavern_card, write_png
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
-
-# Every text an element showed, recorded in the page as it changes (progress lines come and go quickly).
-RECORD_TEXTS = """sel => {
-    window.seen = window.seen || {};
-    const seen = window.seen[sel] = [];
-    const target = document.querySelector(sel);
-    new MutationObserver(() => { const t = target.innerText.trim(); if (t && seen.at(-1) !== t) seen.push(t); })
-        .observe(target, {subtree: true, childList: true, characterData: true});
-}"""
 
 
 def shot(page, name: str) -> None:
@@ -61,14 +52,14 @@ def test_importing_many_cards_shows_each_file_then_a_summary(open_page, server, 
     cards = [write_png(tmp_path / f"{name}.png", {"chara": b64json(sillytavern_card(name))}, size=(900, 1400))
              for name in names]
     (tmp_path / "broken.json").write_text("{")
-    page.evaluate(RECORD_TEXTS, "#import-status")
+    record_texts(page, "#import-status")
     with page.expect_file_chooser() as chooser:
         page.locator("#import-cards").click()
     chooser.value.set_files([str(p) for p in [*cards[:15], tmp_path / "broken.json", *cards[15:]]])
     summary = wait_text(page, "#import-status", "Imported 30 of 31")
     assert "1 failed" in summary and "broken.json: invalid JSON" in summary
     assert "Imported Traveller 30 from Traveller 30.png" in summary
-    seen = page.evaluate("() => window.seen['#import-status']")
+    seen = seen_texts(page, "#import-status")
     progress = [t for t in seen if t.startswith("Importing ")]
     assert progress, f"no progress line; the status showed {seen}"
     assert all(" / 31: " in t for t in progress)

@@ -69,6 +69,22 @@ def open_tab(page, name: str, *, exact: bool = True) -> None:
     page.get_by_role("tab", name=name, exact=exact).click()
 
 
+def record_texts(page, selector: str) -> None:
+    """Starts recording every text the element shows (progress lines come and go too fast to poll for)."""
+    page.evaluate("""sel => {
+        window.seenTexts = window.seenTexts || {};
+        const seen = window.seenTexts[sel] = [];
+        const target = document.querySelector(sel);
+        new MutationObserver(() => { const t = target.innerText.trim(); if (t && seen.at(-1) !== t) seen.push(t); })
+            .observe(target, {subtree: true, childList: true, characterData: true});
+    }""", selector)
+
+
+def seen_texts(page, selector: str) -> list[str]:
+    """The texts the element showed since `record_texts`, in order."""
+    return page.evaluate("sel => window.seenTexts[sel]", selector)
+
+
 # --- the Chat tab ---------------------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from storyteller.ui.widgets.list_editor import ListEditor
 from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor, split_list
 
 NO_PERSONA = -1  # the persona picker's value for the built-in "User"
+GALLERY_HEIGHT, EMPTY_HEIGHT = 620, 90  # px; empty, the gallery only frames the line above it
 CARD_FILE_TYPES = [".png", ".webp", ".json", ".charx", ".yaml", ".yml"]
 # Text fields in the order the editor's components are listed (see `text_fields` in build).
 TEXT_FIELDS = (
@@ -107,7 +108,7 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
                 import_status = gr.Markdown(elem_id="import-status", max_height=260)
                 empty_md = gr.Markdown(lambda: empty_line(gallery_items(library, "")[1], ""), elem_id="characters-empty")
                 gallery = gr.Gallery(
-                    lambda: gallery_items(library, "")[0], label="Characters", columns=3, height=620, allow_preview=False, object_fit="cover",
+                    lambda: gallery_items(library, "")[0], label="Characters", columns=3, height=GALLERY_HEIGHT, allow_preview=False, object_fit="cover",
                     interactive=False, fit_columns=False, buttons=[], elem_id="character-gallery",
                 )  # fmt: skip
             with gr.Column(scale=3, visible=False) as editor:
@@ -263,9 +264,9 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
             return describe_tokens(library.get(character_id), services.engine, user_name(persona_id)) if character_id is not None else ""
 
         search.change(lambda query: gallery_items(library, query), search, [gallery, shown_ids], show_progress="hidden")
-        # On each page load and gallery change: an empty gallery is a line saying what to do, not a blank box.
-        gr.on(None, lambda ids, query: (empty_line(ids, query), gr.update(visible=bool(ids))), [shown_ids, search],
-              [empty_md, gallery], show_progress="hidden")
+        # On each page load and gallery change: an empty gallery is a line saying what to do, not a big blank box.
+        gr.on(None, lambda ids, query: (empty_line(ids, query), gr.update(height=GALLERY_HEIGHT if ids else EMPTY_HEIGHT)),
+              [shown_ids, search], [empty_md, gallery], show_progress="hidden")
         # Opening the Characters tab (showing this sub-tab) or this sub-tab reads the gallery again.
         gr.on([parent.select, tab.select], lambda query: gallery_items(library, query), search, [gallery, shown_ids]).then(
             persona_picker, persona, persona)
