@@ -29,6 +29,7 @@ from storyteller.core.services import Services
 from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.errors import USER_ERRORS
+from storyteller.ui.widgets.streaming import RedrawPacer
 
 CAPTURE_INFO = (
     "Off by default. Switching it on or off recreates the model's context, so the next reply reads its "
@@ -256,9 +257,12 @@ def build(services: Services, activity: Activity) -> None:
                     chat_id, on_load=lambda fraction: report(("load", fraction)))],
                 catch=USER_ERRORS,
             )
-            key, step = f"compare:{request.session_hash}", None
+            key, step, pacer = f"compare:{request.session_hash}", None, RedrawPacer()
             try:
                 for kind, value in task:
+                    if kind == "step" and value.writing and not pacer.due():
+                        continue  # redrawing the columns for every token would cost more than the token
+                    pacer.drawn()
                     if kind == "step":
                         step, status = value, value.status
                     else:
