@@ -1,9 +1,9 @@
-"""`storyteller serve` (and `python app.py`): the web UI on this machine."""
+"""`storyteller serve` (and `python app.py`): the web UI and the HTTP API on this machine."""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
+import os
 import sys
 import threading
 
@@ -16,7 +16,11 @@ from storyteller.engine import EngineError, LoadSettings
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("serve", help="start the web UI", description="Start the Storyteller web UI.")
+    parser = subparsers.add_parser(
+        "serve", help="start the web UI and the API",
+        description="Start the Storyteller web UI, and the API other apps use (llama.cpp server, OpenAI and "
+        "KoboldCpp endpoints) on the same port.",
+    )
     add_serve_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -27,17 +31,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser window")
     parser.add_argument("--model", metavar="PATH", help="GGUF file to load at start")
-    parser.add_argument("--auth", metavar="USER:PASS", help="require this login (needed off loopback)")
+    parser.add_argument("--auth", metavar="USER:PASS",
+                        help="require this login (needed off loopback); API calls then need it too, as HTTP basic auth, "
+                        "unless --api-key is given")
+    parser.add_argument("--no-ui", action="store_true", help="serve the API only, without the web UI")
+    parser.add_argument("--api-key", metavar="KEY", default=os.environ.get("STORYTELLER_API_KEY"),
+                        help="make every API call need 'Authorization: Bearer KEY' (default: $STORYTELLER_API_KEY)")
+    parser.add_argument("--cors-origin", metavar="ORIGIN",
+                        help="let web pages from this origin call the API (e.g. http://localhost:3000); none by default")
     add_load_options(parser)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_auth(value: str | None, parser: argparse.ArgumentParser) -> tuple[str, str] | None:
@@ -51,7 +53,11 @@ def parse_auth(value: str | None, parser: argparse.ArgumentParser) -> tuple[str,
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     auth = parse_auth(args.auth, parser)
-    if not is_loopback(args.host) and auth is None:
+    if args.api_key is not None and not args.api_key.strip():
+        parser.error("--api-key must not be empty")
+    from storyteller.cli import server  # fastapi, uvicorn and the API load only for this command
+
+    if not server.is_loopback(args.host) and auth is None:
         parser.error(
             f"--host {args.host} would let other machines use Storyteller without a login; "
             "add --auth USER:PASS, or keep the default 127.0.0.1"
@@ -61,12 +67,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The model loads in its worker process while this one imports gradio (seconds each, on two cores);
     # the page is served once both are done, so its first view shows the model loaded.
     loading = ModelAtStart(services, load_settings(services, args)) if args.model else None
-    from storyteller.ui.app import launch  # gradio loads only for the one command that needs it
+    policy = server.AccessPolicy(args.host, api_key=args.api_key, login=auth, cors_origin=args.cors_origin)
+    app = server.build_app(services, policy, ui=not args.no_ui, port=args.port)
 
     if loading is not None:
         loading.wait()
     try:
-        launch(services, host=args.host, port=args.port, open_browser=not args.no_browser, auth=auth)
+        server.serve(app, args.host, args.port, open_browser=not (args.no_browser or args.no_ui))
     finally:
         services.close()
     return 0

@@ -18,6 +18,7 @@ from storyteller.core.cards.personas import PersonaLibrary
 from storyteller.core.chat.chat_files import ChatFiles
 from storyteller.core.chat.chats import ChatService
 from storyteller.core.chat.stories import StoryService
+from storyteller.core.completions.service import Completions
 from storyteller.core.context import AppContext
 from storyteller.core.models.library import Library
 from storyteller.core.models.loading import describe_engine, load_model, new_load_settings
@@ -53,6 +54,11 @@ class Services:
     @cached_property
     def stories(self) -> StoryService:
         return StoryService(self.ctx)
+
+    @cached_property
+    def completions(self) -> Completions:
+        """Completions for the HTTP API (storyteller/api/), and what it serves now."""
+        return Completions(self.ctx)
 
     @cached_property
     def chat_files(self) -> ChatFiles:

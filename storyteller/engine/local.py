@@ -227,9 +227,16 @@ class LocalEngine:
         return f"llama.cpp's {kind} kernels crashed on this CPU; they are off now."
 
     def tokenize(self, prompt: list[Segment]) -> list[int]:
+        return self._ask(Command("tokenize", prompt))
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return self._ask(Command("detokenize", list(tokens)))
+
+    def _ask(self, command: Command):
+        """A command with one answer (no events), run between requests."""
         with self._lock:
             self._require_worker()
-            self._conn.send(Command("tokenize", prompt))
+            self._conn.send(command)
             kind, *rest = self._receive()
             if kind == "error":
                 raise EngineError(rest[0])

@@ -49,13 +49,16 @@ def build_ui(services: Services) -> gr.Blocks:
     return demo
 
 
-def launch(services: Services, host: str, port: int, open_browser: bool, auth: tuple[str, str] | None) -> None:
+def mount_ui(app, services: Services, host: str, port: int, auth: tuple[str, str] | None) -> None:
+    """Builds the UI and mounts it at / on the app's own FastAPI application (cli/server.py)."""
     demo = build_ui(services)
     demo.queue(default_concurrency_limit=1)
-    demo.launch(
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
         server_name=host,
         server_port=port,
-        inbrowser=open_browser,
         auth=auth,
         css=CSS,
         theme=gr.themes.Soft(),

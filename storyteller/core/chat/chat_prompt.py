@@ -28,9 +28,8 @@ from storyteller.core.prompting.prompt import (
 from storyteller.core.prompting.templates import (
     EmbeddedTemplate,
     InstructTemplate,
+    available_templates,
     builtin_fallback,
-    builtin_templates,
-    user_templates,
 )
 from storyteller.core.prompting.token_count import estimate_tokens
 from storyteller.engine import Done, EngineError, ModelInfo, Segment
@@ -95,7 +94,7 @@ class ChatPrompts:
         self._token_counts: dict[tuple, int] = {}
 
     def templates(self) -> dict[str, InstructTemplate]:
-        return {**builtin_templates(), **user_templates(self.ctx.data_dir / "templates")}
+        return available_templates(self.ctx.data_dir)
 
     def request(self, turn: Turn, inputs: PromptInputs, role: str, continuing: MessageRow | None) -> ChatRequest:
         """The request for the next `role` message (or the rest of `continuing`), in the turn's error class

@@ -279,6 +279,11 @@ def user_templates(directory: Path) -> dict[str, InstructTemplate]:
     return templates
 
 
+def available_templates(data_dir: Path) -> dict[str, InstructTemplate]:
+    """The built-in templates and the user's own (`<data>/templates/`), which win on the same id."""
+    return {**builtin_templates(), **user_templates(data_dir / "templates")}
+
+
 def equivalent_builtin(chat_template: str) -> str:
     """The built-in template that writes what an embedded jinja template writes, by its markers."""
     markers = [

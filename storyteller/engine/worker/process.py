@@ -21,7 +21,7 @@ from storyteller.engine.worker.model import LoadedModel
 
 @dataclass
 class Command:
-    name: str  # "generate" | "tokenize" | "shutdown"
+    name: str  # "generate" | "tokenize" | "detokenize" | "shutdown"
     payload: object = None
 
 
@@ -62,6 +62,8 @@ def _serve(conn, model: LoadedModel, stop_event) -> None:
                     conn.send(("event", event))
             elif command.name == "tokenize":
                 conn.send(("result", model.vocab.tokenize(command.payload)))
+            elif command.name == "detokenize":
+                conn.send(("result", model.vocab.detokenize(command.payload)))
             else:
                 conn.send(("error", f"unknown command {command.name!r}"))
         except EngineError as exc:

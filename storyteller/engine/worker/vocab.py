@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 
-from storyteller.engine.interface import Segment
+from storyteller.engine.interface import EngineError, Segment
 
 
 class Vocab:
@@ -69,6 +69,19 @@ class Vocab:
             buf = ctypes.create_string_buffer(-n)
             n = self.lib.llama_token_to_piece(self.handle, token, buf, len(buf), 0, False)
         return buf.raw[:n]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of `tokens` with special tokens written out, as llama-server's /detokenize gives it."""
+        if any(t < 0 or t >= self.n_tokens for t in tokens):
+            raise EngineError("token ids outside this model's vocabulary")
+        array = (self.lib.llama_token * max(1, len(tokens)))(*tokens)
+        size = 8 * len(tokens) + 16
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self.lib.llama_detokenize(self.handle, array, len(tokens), buf, size, False, True)
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", errors="replace")
+            size = -n
 
     def piece_text(self, token: int) -> str:
         return self.piece(token).decode("utf-8", errors="replace")
