@@ -51,9 +51,11 @@ class Completions:
         info = self.model()
         if isinstance(prompt, str):
             segments: list[Segment] | list[int] = [Segment(prompt, "template")]
-        elif prompt and all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
+        elif not isinstance(prompt, list) or not prompt:
+            raise CompletionError("prompt: expected text, token ids, or text and token ids mixed")
+        elif all(isinstance(p, int) and not isinstance(p, bool) for p in prompt):
             segments = list(prompt)
-        elif prompt and all(isinstance(p, str | int) and not isinstance(p, bool) for p in prompt):
+        elif all(isinstance(p, str | int) and not isinstance(p, bool) for p in prompt):
             segments = [Segment(p, "template") if isinstance(p, str) else Segment("", "template", [p]) for p in prompt]
         else:
             raise CompletionError("prompt: expected text, token ids, or text and token ids mixed")
