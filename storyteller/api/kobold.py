@@ -46,7 +46,7 @@ def router(services: Services) -> APIRouter:
         if prompt is None:
             raise ApiError(400, "prompt: missing")
         generate = completions.text_request(prompt, kobold_params(body))
-        return completions.run(generate, f"API: {path}")
+        return completions.run(generate, f"Serving an API request ({path})")
 
     @api.post("/api/v1/generate")
     async def generate(request: Request):

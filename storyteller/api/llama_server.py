@@ -58,7 +58,7 @@ def router(services: Services) -> APIRouter:
         params = llama_server_params(body)
         generate = completions.text_request(prompt, params)
         info = completions.model()
-        run = completions.run(generate, "API: /completion")
+        run = completions.run(generate, "Serving an API request (/completion)")
 
         def final(done: Done) -> dict:
             return {

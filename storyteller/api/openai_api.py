@@ -47,14 +47,14 @@ def router(services: Services) -> APIRouter:
             raise ApiError(400, "prompt: missing")
         _one_choice(body)
         generate = completions.text_request(prompt, llama_server_params(body))
-        return await _respond(request, body, completions.run(generate, "API: /v1/completions"), chat=False)
+        return await _respond(request, body, completions.run(generate, "Serving an API request (/v1/completions)"), chat=False)
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await json_body(request)
         _one_choice(body)
         generate = completions.chat_request(_messages(body), llama_server_params(body))
-        return await _respond(request, body, completions.run(generate, "API: /v1/chat/completions"), chat=True)
+        return await _respond(request, body, completions.run(generate, "Serving an API request (/v1/chat/completions)"), chat=True)
 
     async def _respond(request: Request, body: dict, run, chat: bool):
         info = completions.model()

@@ -26,8 +26,9 @@ class Header:
 
 
 def running_line(services: Services, activity: Activity) -> str:
-    lines = activity.lines() + services.completions.serving()  # serving: API requests (storyteller/api/)
-    if services.engine.busy and not any(line.startswith(("Loading", "Starting")) for line in lines):
+    serving = services.completions.serving()  # API requests (storyteller/api/) the engine is serving
+    lines = activity.lines() + serving
+    if services.engine.busy and not serving and not any(line.startswith(("Loading", "Starting")) for line in lines):
         lines.insert(0, "The model is working (a reply, a story, a load or a token count)")
     return "**Now:** " + (" · ".join(lines) if lines else IDLE)
 
