@@ -55,9 +55,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     auth = parse_auth(args.auth, parser)
     if args.api_key is not None and not args.api_key.strip():
         parser.error("--api-key must not be empty")
-    from storyteller.cli import server  # fastapi, uvicorn and the API load only for this command
+    from storyteller.api.access import is_loopback  # standard library only
 
-    if not server.is_loopback(args.host) and auth is None:
+    if not is_loopback(args.host) and auth is None:
         parser.error(
             f"--host {args.host} would let other machines use Storyteller without a login; "
             "add --auth USER:PASS, or keep the default 127.0.0.1"
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The model loads in its worker process while this one imports gradio (seconds each, on two cores);
     # the page is served once both are done, so its first view shows the model loaded.
     loading = ModelAtStart(services, load_settings(services, args)) if args.model else None
+    from storyteller.cli import server  # fastapi, uvicorn, the API and gradio: loaded while the model loads
+
     policy = server.AccessPolicy(args.host, api_key=args.api_key, login=auth, cors_origin=args.cors_origin)
     app = server.build_app(services, policy, ui=not args.no_ui, port=args.port)
 
