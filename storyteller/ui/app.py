@@ -43,7 +43,9 @@ def build_ui(services: Services) -> gr.Blocks:
         welcome.connect(services, first_run, demo, tabs, chat_link, story_link)
         # A page (also one left open across an app restart) shows the chat it names, else the newest.
         demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
-        # Loads, unloads, crashes, replies and downloads happen in other tabs and sessions: poll them.
+        # The page shows the engine as it is now (a --model load may end after the UI was built), and then
+        # polls it: loads, unloads, crashes, replies and downloads happen in other tabs and sessions.
+        demo.load(lambda: header.refresh(services, activity), outputs=top.outputs, show_progress="hidden")
         gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: header.refresh(services, activity), outputs=top.outputs,
                                               show_progress="hidden")
     return demo
