@@ -107,6 +107,9 @@ class _Cursor:
             return self.string()
         if value_type == _ARRAY:
             element_type = self.take("<I", 4)
+            if element_type == _ARRAY:
+                # As in llama.cpp, which refuses them; recursing into them could overflow the stack.
+                raise GGUFHeaderError("nested metadata arrays (llama.cpp reads none)")
             length = self.take("<Q", 8)
             if length <= ARRAY_VALUES_KEPT:
                 return [self.value(element_type) for _ in range(length)]
