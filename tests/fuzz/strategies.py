@@ -173,3 +173,18 @@ def json_documents(seeds: list[Any]) -> st.SearchStrategy[str]:
     )
 
 
+
+
+# --- what a failed import must leave as it was ---------------------------------------------------
+
+
+def data_folder_state(ctx) -> tuple[dict[str, int], set[str]]:
+    """Rows in every table and the files under the data folder (the database's own files aside)."""
+    conn = ctx.db.connect()
+    try:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        rows = {table: conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0] for table in tables}
+    finally:
+        conn.close()
+    files = {str(p.relative_to(ctx.data_dir)) for p in ctx.data_dir.rglob("*") if p.is_file()}
+    return rows, {name for name in files if not name.startswith("storyteller.db")}

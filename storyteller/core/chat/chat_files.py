@@ -101,7 +101,7 @@ def parse_chat_file(label: str, data: bytes, folder_name: str | None = None) -> 
     title = Path(label).stem
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         whole = None
     if isinstance(whole, dict) and ({"internal", "visible", "data", "data_visible"} & whole.keys()):
         return _read_tgw(label, title, whole, folder_name)
@@ -118,6 +118,8 @@ def parse_chat_file(label: str, data: bytes, folder_name: str | None = None) -> 
             lines.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise ChatFileError(f"{label}: line {number} is not JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise ChatFileError(f"{label}: line {number} is JSON nested too deeply") from None
     return _read_sillytavern(label, title, lines)
 
 
@@ -222,7 +224,7 @@ def _read_tgw(label: str, title: str, document: dict, folder_name: str | None) -
 def _tgw_versions(entry: Any, reply: str) -> tuple[list[str], int]:
     """A reply's regenerated versions (newer text-generation-webui keeps them in its metadata) as swipes."""
     versions = entry.get("versions") if isinstance(entry, dict) else None
-    if not isinstance(versions, list) or not all(isinstance(v, dict) and isinstance(v.get("content"), str) for v in versions):
+    if not isinstance(versions, list) or not versions or not all(isinstance(v, dict) and isinstance(v.get("content"), str) for v in versions):
         return [reply], 0
     texts = [v["content"] for v in versions]
     chosen = entry.get("current_version_index")
@@ -242,14 +244,25 @@ def _name(value: Any) -> str | None:
 
 
 def _timestamp(value: Any) -> float | None:
-    """Seconds since the epoch from the dates SillyTavern has written over the years; None when unreadable."""
+    """Seconds since the epoch from the dates SillyTavern has written over the years; None when unreadable
+    or outside the dates a datetime holds (the export and the chat view write every message's date)."""
+    try:
+        seconds = _seconds(value)
+        if seconds is not None:
+            datetime.fromtimestamp(seconds), datetime.fromtimestamp(seconds, timezone.utc)
+        return seconds
+    except (ValueError, OverflowError, OSError):  # month 13, 5000 digits, NaN, year 0 or 10000
+        return None
+
+
+def _seconds(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value / 1000 if value > 1e11 else float(value)  # JavaScript writes milliseconds
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
     if text.isdigit():
-        return _timestamp(int(text))
+        return _seconds(int(text))
     if match := ST_CREATE_DATE.match(text):
         return datetime(*map(int, match.groups())).timestamp()
     try:
@@ -332,7 +345,9 @@ class ChatFiles:
         metadata = dict(saved.get("chat_metadata", {}))
         if chat.settings.get("author_note", "").strip():
             metadata["note_prompt"] = chat.settings["author_note"]
-            metadata["note_depth"] = int(chat.settings.get("author_note_depth", metadata.get("note_depth", 4)))
+            depth = chat.settings.get("author_note_depth", metadata.get("note_depth"))
+            # The imported file's own note_depth may be anything (null, text); SillyTavern's default then.
+            metadata["note_depth"] = depth if isinstance(depth, int) and not isinstance(depth, bool) else 4
         header = {
             "user_name": names.user,
             "character_name": names.character,
