@@ -14,6 +14,7 @@ although it runs past the 400-line guide.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +94,8 @@ def non_negative_top_k(value):
 
 
 def _number(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # JSON's NaN and Infinity are numbers to Python's json, not to the apps that write presets.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise PresetError(f"expected a number, got {value!r}")
     return value
 
@@ -151,8 +153,8 @@ def _llama_cpp_samplers(value, _document, out: Conversion, source: str) -> None:
         raise PresetError(f"{source}: expected a list of sampler names")
     names, dropped = [], []
     for name in value:
-        name = aliases.get(name, name)
-        if name in SAMPLER_NAMES and name not in names:
+        name = aliases.get(name, name) if isinstance(name, str) else name
+        if isinstance(name, str) and name in SAMPLER_NAMES and name not in names:
             names.append(name)
         else:
             dropped.append(str(name))

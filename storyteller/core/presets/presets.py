@@ -141,12 +141,24 @@ def preset_from_document(document: object, source: str) -> Preset:
         raise PresetError(f"{source}: {exc}") from None
 
 
+class _YamlWithoutAliases(yaml.SafeLoader):
+    """Preset files have no use for aliases; refused, they cannot multiply a small file into a huge tree
+    (repr() in an error message, or json.dumps, walks every shared branch again)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "an alias (*name): presets do not use them", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_document(path: Path) -> object:
     """The file's content: YAML for .yaml/.yml (text-generation-webui), else JSON."""
     is_yaml = path.suffix.lower() in YAML_SUFFIXES
     try:
         text = path.read_text(encoding="utf-8")
-        return yaml.safe_load(text) if is_yaml else json.loads(text)
+        return yaml.load(text, Loader=_YamlWithoutAliases) if is_yaml else json.loads(text)  # noqa: S506 - a SafeLoader
+    except RecursionError:
+        raise PresetError(f"{path.name}: nested too deeply to be a preset") from None
     except UnicodeDecodeError:
         raise PresetError(f"{path.name}: not a text file") from None
     except json.JSONDecodeError as exc:
