@@ -360,7 +360,8 @@ def _unpack(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str) -> byte
     # entry that lies about its size fails here instead of unpacking more.
     try:
         return archive.read(info)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, ValueError) as exc:
+        # ValueError: a local header whose offsets point before the file's start ("negative seek value").
         raise CardFileError(f"{label}: {info.filename} is damaged in the zip ({exc})") from None
 
 
