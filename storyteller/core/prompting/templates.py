@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from jinja2 import TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -177,6 +178,31 @@ _PROBE = [
 ]
 
 
+# A GGUF's chat template is a stranger's code: rendered text beyond this, or a `*`/`**` making more, is refused.
+MAX_RENDERED_CHARS = 1 << 20
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """jinja2's sandbox blocks unsafe attributes but not `'x' * 10**10` (10 GB) or `9 ** 9 ** 9`."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise SecurityError(f"the chat template raises a number to the power {right}")
+        if operator == "*":
+            sizes = [len(v) for v in (left, right) if isinstance(v, (str, list, tuple))]
+            counts = [v for v in (left, right) if isinstance(v, int)]
+            if sizes and counts and sizes[0] * counts[0] > MAX_RENDERED_CHARS:
+                raise SecurityError("the chat template repeats text past the size a prompt may have")
+        return super().call_binop(context, operator, left, right)
+
+
+def _template_failure(exc: Exception) -> TemplateError:
+    """Any error of a stranger's template (1/0, 'a' + 1, deep nesting) as the TemplateError callers handle."""
+    return exc if isinstance(exc, TemplateError) else TemplateError(f"{type(exc).__name__}: {exc}")
+
+
 class EmbeddedTemplate:
     """Renders the GGUF's jinja chat template; message contents are stitched in as content pieces."""
 
@@ -188,16 +214,28 @@ class EmbeddedTemplate:
         self.source = source
         self.bos_text, self.eos_text = bos_text or "", eos_text or ""
         self.stop = stop
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise_exception
-        self._jinja = env.from_string(source)
+        try:
+            self._jinja = env.from_string(source)
+        except Exception as exc:  # noqa: BLE001 - see _template_failure
+            raise _template_failure(exc) from exc
         self.merge_system = not self._accepts_system()
 
     def _render_text(self, messages: list[dict], add_generation_prompt: bool) -> str:
-        return self._jinja.render(
-            messages=messages, add_generation_prompt=add_generation_prompt,
-            bos_token=self.bos_text, eos_token=self.eos_text,
-        )
+        chunks, size = [], 0
+        try:
+            for chunk in self._jinja.generate(
+                messages=messages, add_generation_prompt=add_generation_prompt,
+                bos_token=self.bos_text, eos_token=self.eos_text,
+            ):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_RENDERED_CHARS:
+                    raise SecurityError(f"the chat template writes more than {MAX_RENDERED_CHARS} characters")
+        except Exception as exc:  # noqa: BLE001 - see _template_failure
+            raise _template_failure(exc) from exc
+        return "".join(chunks)
 
     def _accepts_system(self) -> bool:
         try:
