@@ -44,7 +44,8 @@ def charx(files: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, body in files.items():
-            archive.writestr(name, body)
+            if zipfile.ZipInfo(name).filename:  # zipfile cuts a name at NUL; an empty one it cannot write
+                archive.writestr(name, body)
     return out.getvalue()
 
 
@@ -142,3 +143,38 @@ def test_a_zip_one_byte_short_at_its_start_is_a_card_file_error(ctx, tmp_path):
     path.write_bytes(data[:4] + data[5:])
     [result] = CharacterLibrary(ctx).import_files([path], [path.name])
     assert result.character is None and result.error.startswith("broken.charx: card.json is damaged in the zip")
+
+
+def import_json(ctx, tmp_path, text: str, name: str = "found.json"):
+    path = tmp_path / name
+    path.write_text(text)
+    [result] = CharacterLibrary(ctx).import_files([path], [path.name])
+    return result
+
+
+def test_nan_and_infinity_are_not_json(ctx, tmp_path):
+    """Regression: `"name": Infinity` (Python's json reads it) reached the database, whose JSON functions
+    refuse it: sqlite3.OperationalError out of the import."""
+    for constant in ("Infinity", "NaN", "-Infinity"):
+        result = import_json(ctx, tmp_path, f'{{"name": {constant}, "description": "d", "first_mes": "hi"}}')
+        assert result.error == f"found.json: invalid JSON ({constant} is not a JSON value)"
+    path = tmp_path / "found.png"
+    path.write_bytes(png({"chara": '{"name": NaN, "first_mes": "hi"}'}))
+    [result] = CharacterLibrary(ctx).import_files([path], [path.name])
+    assert result.error == "found.png: the chara chunk is not valid JSON (NaN is not a JSON value)"
+
+
+def test_character_book_entries_null_or_not_a_list(ctx, tmp_path):
+    """Regression: a character_book with `"entries": null` raised TypeError (None is not iterable)."""
+    card = {"spec": "chara_card_v2", "data": {"name": "A", "character_book": {"name": "b", "entries": None}}}
+    assert import_json(ctx, tmp_path, json.dumps(card)).character is not None
+    card["data"]["character_book"]["entries"] = 5
+    assert "entries must be a list, not int" in import_json(ctx, tmp_path, json.dumps(card)).error
+
+
+def test_a_webp_comment_of_broken_utf16_is_read_with_replacements(ctx, tmp_path):
+    """Regression: an EXIF UserComment marked UNICODE whose bytes end mid-character raised UnicodeDecodeError."""
+    path = tmp_path / "found.webp"
+    path.write_bytes(webp(b"UNICODE\0" + b"\x00\xd8{"))
+    [result] = CharacterLibrary(ctx).import_files([path], [path.name])
+    assert result.error.startswith("found.webp: the EXIF UserComment chunk is not valid")

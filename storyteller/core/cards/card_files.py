@@ -121,13 +121,25 @@ def _read_limited(path: Path, label: str, limit: int) -> bytes:
         raise CardFileError(f"{label}: not allowed to read it") from None
 
 
+def strict_json(text: str) -> Any:
+    """json.loads without NaN and Infinity: they are not JSON, and SQLite's JSON functions refuse a
+    document holding them (the import then failed inside the database)."""
+    return json.loads(text, parse_constant=_not_json)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def _parse_json(data: bytes, label: str) -> Any:
     try:
-        return json.loads(data.decode("utf-8-sig"))
+        return strict_json(data.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise CardFileError(f"{label}: not UTF-8 text, so not JSON") from None
     except json.JSONDecodeError as exc:
         raise CardFileError(f"{label}: invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError as exc:
+        raise CardFileError(f"{label}: invalid JSON ({exc})") from None
     except RecursionError:
         raise CardFileError(f"{label}: invalid JSON (nested too deeply)") from None
 
@@ -218,9 +230,13 @@ def _decode_chunk(text: str) -> Any:
         except ValueError:
             raise ValueError("not valid base64") from None
     try:
-        return json.loads(stripped)
+        return strict_json(stripped)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
 
 
 def _b64decode(text: str) -> bytes:
@@ -240,7 +256,7 @@ def _read_webp(data: bytes, label: str) -> CardPackage:
         raise CardFileError(f"{label}: a WEBP image without a character card in it (no EXIF UserComment)")
     if isinstance(comment, bytes):
         prefix, body = comment[:8], comment[8:]
-        comment = body.decode("utf-16") if prefix.startswith(b"UNICODE") else body.decode("utf-8", "replace")
+        comment = body.decode("utf-16", "replace") if prefix.startswith(b"UNICODE") else body.decode("utf-8", "replace")
     value = _decode_chunk_or_fail(comment, label, "EXIF UserComment")
     return _package_from_json(value, label, avatar=data, avatar_ext="webp")
 

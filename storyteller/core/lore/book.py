@@ -236,7 +236,11 @@ class LorebookDoc:
         return WORLD_INFO_CODECS if self.format == "world_info" else CARD_CODECS
 
     def raw_entries(self) -> list[dict]:
-        entries = self._book_raw.get("entries", [])
+        entries = self._book_raw.get("entries")
+        if entries is None:  # a card's character_book may say "entries": null
+            return []
+        if not isinstance(entries, (dict, list)):
+            raise NotALorebook(f"lorebook entries must be a list, not {type(entries).__name__}")
         return list(entries.values()) if isinstance(entries, dict) else entries
 
     def book(self) -> Lorebook:
