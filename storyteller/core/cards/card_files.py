@@ -122,8 +122,7 @@ def _read_limited(path: Path, label: str, limit: int) -> bytes:
 
 
 def strict_json(text: str) -> Any:
-    """json.loads without NaN and Infinity: they are not JSON, and SQLite's JSON functions refuse a
-    document holding them (the import then failed inside the database)."""
+    """json.loads without NaN and Infinity: not JSON, and SQLite's JSON functions refuse them."""
     return json.loads(text, parse_constant=_not_json)
 
 

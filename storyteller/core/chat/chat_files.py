@@ -244,8 +244,7 @@ def _name(value: Any) -> str | None:
 
 
 def _timestamp(value: Any) -> float | None:
-    """Seconds since the epoch from the dates SillyTavern has written over the years; None when unreadable
-    or outside the dates a datetime holds (the export and the chat view write every message's date)."""
+    """Seconds since the epoch from SillyTavern's dates; None when unreadable or not a datetime (exports write it)."""
     try:
         seconds = _seconds(value)
         if seconds is not None:
