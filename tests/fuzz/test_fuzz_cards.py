@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
 import yaml
@@ -94,7 +95,7 @@ def check_import(ctx, fuzz_logs, tmp_path_factory, name: str, data: bytes, file_
     [result] = fuzz_logs[name].run(lambda: library.import_files([path], [path.name]), (), len(data))
     if result.error:
         fuzz_logs[name].parsed, fuzz_logs[name].refused = fuzz_logs[name].parsed - 1, fuzz_logs[name].refused + 1
-        assert result.error.startswith(f"{path.name}: ")
+        assert re.match(rf"{re.escape(path.name)}( \(.+?\))?: ", result.error)  # "card.charx (card.json): …"
         assert data_folder_state(ctx) == before, "a failed import left a row or a file behind"
         return
     library.export(result.character, "json")
