@@ -31,6 +31,9 @@ SAMPLES_KEY = "samples.installed"
 WELCOME_HIDDEN_KEY = "welcome.hidden"
 # What new loads use unless they say otherwise (Settings › General): GPU layers, threads, context.
 LOAD_DEFAULTS_KEY = "load.defaults"
+# The UI's colours: "system" follows the browser's light or dark preference; "light" and "dark" hold.
+THEME_KEY = "ui.theme"
+THEMES = ("system", "light", "dark")
 
 
 class LoadDefaults(BaseModel):
@@ -104,6 +107,7 @@ class AppSettings:
 
     def set_welcome_hidden(self, hidden: bool) -> None:
         self.repo.set(WELCOME_HIDDEN_KEY, bool(hidden))
+
     def load_defaults(self) -> LoadDefaults:
         try:
             return LoadDefaults.model_validate(self.repo.get(LOAD_DEFAULTS_KEY) or {})
@@ -112,3 +116,12 @@ class AppSettings:
 
     def set_load_defaults(self, defaults: LoadDefaults) -> None:
         self.repo.set(LOAD_DEFAULTS_KEY, defaults.model_dump())
+
+    def theme(self) -> str:
+        saved = self.repo.get(THEME_KEY)
+        return saved if saved in THEMES else "system"
+
+    def set_theme(self, theme: str) -> None:
+        if theme not in THEMES:
+            raise ValueError(f"unknown theme {theme!r}: one of {', '.join(THEMES)}")
+        self.repo.set(THEME_KEY, theme)

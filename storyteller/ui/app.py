@@ -21,6 +21,44 @@ CSS = """
 #activity, #header-message {font-size: 0.85em; opacity: 0.85}
 #app-title h2 {margin: 0}
 #chat-stats {font-size: 0.85em; opacity: 0.8; min-height: 1.5em}
+
+/* The chat view: the messages fill the window above the message box, which stays in view. */
+#chatbot {height: calc(100vh - 440px) !important; min-height: 260px}
+#chat-header {align-items: center; gap: 0.75em; flex-wrap: nowrap}
+#chat-avatar {flex: 0 0 56px; width: 56px; min-width: 56px !important}
+#chat-avatar .image-container, #chat-avatar button {width: 56px; min-width: 0; padding: 0; pointer-events: none}
+#chat-avatar img {width: 56px; height: 56px; object-fit: cover; border-radius: 50%}
+#chat-info, #chat-empty {font-size: 0.9em}
+#swipe-counter {flex: 0 0 auto; width: auto; min-width: 3.5em; align-self: center; text-align: center}
+
+/* Phone width: one column, the conversation first; nothing wider than the screen. */
+@media (max-width: 720px) {
+  #chat-layout {flex-direction: column}
+  #chat-main {order: -1}
+  #chatbot {height: 55vh !important}
+  #chat-actions {flex-wrap: wrap}
+  #chat-actions button {min-width: 0 !important; flex: 1 1 auto}
+  #chat-compose {flex-wrap: wrap}
+  #chat-compose > * {min-width: 0 !important}
+  #chat-compose #chat-input {flex: 1 1 100%}
+  #main-tabs table {display: block; overflow-x: auto}
+  img, video, pre {max-width: 100%}
+}
+"""
+
+# Runs once in every page. Esc stops a streaming reply from anywhere on the Chat tab (the Stop button,
+# #stop, is shown only there); a forced light or dark theme (Settings) holds when the system's changes.
+APP_JS = """
+() => {
+  document.addEventListener("keydown", (event) => {
+    const stop = document.querySelector("#stop");
+    if (event.key === "Escape" && stop && stop.offsetParent !== null) stop.click();
+  });
+  window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    const mode = document.documentElement.dataset.theme;
+    if (mode === "light" || mode === "dark") document.body.classList.toggle("dark", mode === "dark");
+  });
+}
 """
 
 
@@ -63,6 +101,7 @@ def mount_ui(app, services: Services, host: str, port: int, auth: tuple[str, str
         server_port=port,
         auth=auth,
         css=CSS,
+        js=APP_JS,
         theme=gr.themes.Soft(),
         footer_links=[],
         show_error=True,

@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 
 from storyteller.core.cards.character_context import character_context
 from storyteller.core.cards.macros import substitute
@@ -28,7 +29,7 @@ from storyteller.core.chat.turn import Turn
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.core.presets.presets import Preset, PresetError, PresetLibrary
-from storyteller.core.prompting.templates import choose_template
+from storyteller.core.prompting.templates import EmbeddedTemplate, InstructTemplate, choose_template
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import Done, GenerateRequest, ModelInfo
 from storyteller.storage.chats import ChatRepository, ChatRow, ChatSummary, MessageRow
@@ -73,6 +74,22 @@ class ChatView:
     messages: list[MessageView]
     notice: str | None = None
     preset: str = ""  # the preset replies use: the chat's, else the character's, else the default
+
+
+@dataclass
+class ChatHeading:
+    """Who and what a chat's next reply involves: the chat view's header."""
+
+    character_id: int | str | None
+    character_name: str
+    user_name: str  # the persona's name
+    model: str | None  # the loaded model's file name
+    preset: str
+    prompt_format: str
+
+
+def preset_label(preset: Preset | None) -> str:
+    return preset.name if preset else "llama.cpp defaults (no preset chosen)"
 
 
 class ChatService:
@@ -158,11 +175,8 @@ class ChatService:
             MessageView(m.id, m.role, m.content, *positions[m.id], m.status == "streaming", m.meta)
             for m in self.repo.path(chat.leaf_id)
         ]
-        preset = self.preset(chat)
-        return ChatView(
-            chat, character.char_name, character.user_name, views, character.notice,
-            preset.name if preset else "llama.cpp defaults (no preset chosen)",
-        )
+        return ChatView(chat, character.char_name, character.user_name, views, character.notice,
+                        preset_label(self.preset(chat)))
 
     # --- messages -------------------------------------------------------------------------------
 
@@ -271,13 +285,32 @@ class ChatService:
     def _inputs(self, turn: Turn, chat: ChatRow, parent_id: int | None, options: ReplyOptions) -> PromptInputs:
         info = turn.model
         character = character_context(self.ctx, chat.character_id, chat.persona_id)
-        template = choose_template(
-            chat.template_id, self._catalog_format(info), info.chat_template, info.bos_text, info.eos_text,
-            self.prompts.templates(),
-        )
+        template = self._template(chat.template_id, info)
         sampling = turn.sampling(self.preset(chat, options.preset), DEFAULT_REPLY_TOKENS, max_tokens=options.max_tokens,
                                  seed=options.seed, fresh_seed=options.fresh_seed)
         return PromptInputs(chat, character, template, sampling, self.repo.path(parent_id))
+
+    def heading(self, chat_id: str, character_id: int | None = None) -> ChatHeading:
+        """The header of chat `chat_id`; with none open (""), what a new chat of `character_id` would use."""
+        chat = self.chat(chat_id) if chat_id else None
+        if chat is not None:
+            character_id = chat.character_id
+        character = character_context(self.ctx, character_id, chat.persona_id if chat else None)
+        preset = self.preset(chat) if chat else PresetLibrary(self.ctx).preset_for(character_id)
+        info = self.ctx.engine.model_info
+        return ChatHeading(
+            character_id, character.char_name, character.user_name, Path(info.path).name if info is not None else None,
+            preset_label(preset), self.prompt_format(chat.template_id if chat else None),
+        )
+
+    def prompt_format(self, template_id: str | None) -> str:
+        """The name of the prompt format a chat with this choice uses ("auto" resolved for the loaded model);
+        with no model loaded, the choice itself, if one was made."""
+        info = self.ctx.engine.model_info
+        if info is None:
+            chosen = self.prompts.templates().get(template_id or "")
+            return chosen.name if chosen else "auto (chosen when a model is loaded)"
+        return self._template(template_id, info).name
 
     def preset(self, chat: ChatRow, override: str | None = None) -> Preset | None:
         """The chat's preset: the override, else the one bound to the chat, else the character's, else the default."""
@@ -290,6 +323,10 @@ class ChatService:
         except PresetError as exc:
             raise ChatError(str(exc)) from exc
         return library.preset_for(chat.character_id)
+
+    def _template(self, template_id: str | None, info: ModelInfo) -> InstructTemplate | EmbeddedTemplate:
+        return choose_template(template_id, self._catalog_format(info), info.chat_template, info.bos_text,
+                               info.eos_text, self.prompts.templates())
 
     def _catalog_format(self, info: ModelInfo) -> str | None:
         """The prompt format the model library chose when it loaded this model, if it did."""

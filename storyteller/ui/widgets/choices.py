@@ -18,6 +18,11 @@ def character_choices(characters: CharacterLibrary, *first: Choice) -> list[Choi
     return [*first, NARRATOR_CHOICE, *((c.name, str(c.id)) for c in characters.all())]
 
 
+def character_id(value: str) -> int | None:
+    """A character picker's value (an id as text, "" for the narrator) as an id."""
+    return int(value) if value else None
+
+
 def named_choices(first: Choice, names: Iterable[str]) -> list[Choice]:
     """`first`, then each name as both label and value (presets, prompt formats)."""
     return [first, *((name, name) for name in names)]

@@ -9,13 +9,13 @@ from storyteller.engine import GenerationStats
 
 # Redrawing for every token costs more than the token; ~20 updates a second look smooth.
 REDRAW_SECONDS = 0.05
-NO_MODEL = "No model is loaded: choose one in the Models tab."
+NO_MODEL = "No model is loaded: download or load one in the Models tab."
 READING = "Reading the prompt…"
 WRITING = "Writing…"
 
 
 def progress_line(done: int, total: int) -> str:
-    return f"{READING} {done}/{total} tokens"
+    return f"Reading the prompt: {done:,} / {total:,} tokens"
 
 
 class RedrawPacer:

@@ -9,17 +9,14 @@ import gradio as gr
 
 from storyteller.core.services import Services
 from storyteller.ui.tabs.chat.page import DEFAULT_NOTE_DEPTH, ChatPage
-from storyteller.ui.tabs.chat.render import chat_header, chat_messages
-from storyteller.ui.widgets.choices import AUTO_CHOICE, character_choices, named_choices
+from storyteller.ui.tabs.chat.heading import ChatHeader
+from storyteller.ui.tabs.chat.render import chat_messages, swipe_label
+from storyteller.ui.widgets.choices import AUTO_CHOICE, character_choices, character_id, named_choices
 from storyteller.ui.widgets.errors import USER_ERRORS, shown_as_warning, warns
 
 if TYPE_CHECKING:
+    from storyteller.core.chat.chats import ChatView
     from storyteller.storage.chats import ChatRow
-
-
-def character_id(value: str) -> int | None:
-    """The character picker's value (an id as text, "" for the narrator) as an id."""
-    return int(value) if value else None
 
 
 def character_value(chat: ChatRow) -> str:
@@ -33,6 +30,7 @@ class ChatBrowser:
         self.services = services
         self.chats = services.chats
         self.page = page
+        self.header = ChatHeader(services, page)
 
     # --- drawing --------------------------------------------------------------------------------
 
@@ -43,19 +41,31 @@ class ChatBrowser:
     def chat_list(self, current: str, character: str) -> dict:
         return {self.page.chat_list: gr.update(choices=self.chat_choices(character), value=current)}
 
-    def redraw(self, current: str) -> dict:
+    def messages(self, current: str, view: ChatView | None = None) -> dict:
+        """The open chat's messages and its swipe counter (page.messages_outputs)."""
+        view = view or (self.chats.view(current) if current else None)
+        label = swipe_label(view) if view is not None else ""
+        return {self.page.chatbot: chat_messages(view) if view is not None else [],
+                self.page.swipe_counter: gr.update(value=label, visible=bool(label))}
+
+    def after_reply(self, current: str, character: str) -> dict:
+        """The list of chats and the header, once a reply (perhaps in a chat it made) is done."""
+        return {**self.chat_list(current, character), **self.header.draw(current, character)}
+
+    def redraw(self, current: str, character: str) -> dict:
         """The open chat's messages, notice, header and settings (page.view_outputs)."""
         p = self.page
+        header = self.header.draw(current, character)
         if not current:
-            return {p.chatbot: [], p.notice: gr.update(visible=False), p.chat_info: "", p.title: "", p.template: "",
+            return {**self.messages(""), p.notice: gr.update(visible=False), **header, p.title: "", p.template: "",
                     p.author_note: "", p.note_depth: DEFAULT_NOTE_DEPTH}
         view = self.chats.view(current)
         notes = [n for n in (view.notice,) if n]
         settings = view.chat.settings
         return {
-            p.chatbot: chat_messages(view),
+            **self.messages(current, view),
             p.notice: gr.update(value="  \n".join(f"⚠ {n}" for n in notes), visible=bool(notes)),
-            p.chat_info: chat_header(view),
+            **header,
             p.title: view.chat.title,
             p.preset: gr.update(choices=named_choices(AUTO_CHOICE, self.services.presets.names()),
                                 value=view.chat.preset_name or ""),
@@ -69,7 +79,7 @@ class ChatBrowser:
         return {
             self.page.chat_id: current,
             self.page.chat_list: gr.update(choices=self.chat_choices(character), value=current or None),
-            **self.redraw(current),
+            **self.redraw(current, character),
         }
 
     def ensure_chat(self, current: str, character: str) -> str:
@@ -130,13 +140,14 @@ class ChatBrowser:
             self.chats.rename(current, new_title)
         return self.chat_list(current, character)
 
-    def on_save_settings(self, current: str, preset_name: str, template_id: str, note: str, depth: float) -> dict:
+    def on_save_settings(self, current: str, preset_name: str, template_id: str, note: str, depth: float,
+                         character: str) -> dict:
         if not current:
             return {}
         self.chats.update_settings(current, author_note=note or "", author_note_depth=int(depth or 0))
         self.chats.bind(current, preset_name, template_id)
         gr.Info("Chat settings saved.")
-        return {self.page.chat_info: chat_header(self.chats.view(current))}  # the header names the new preset
+        return self.header.draw(current, character)  # the header names the new preset and format
 
     def on_delete_chat(self, current: str, character: str) -> dict:
         if current:
@@ -149,8 +160,10 @@ class ChatBrowser:
         p.new_chat_btn.click(self.on_new_chat, p.character, p.open_outputs)
         p.chat_list.input(self.on_pick, [p.chat_list, p.character], p.open_outputs)
         p.rename_btn.click(self.on_rename, [p.chat_id, p.title, p.character], p.chat_list)
-        p.save_settings_btn.click(self.on_save_settings, [p.chat_id, p.preset, p.template, p.author_note, p.note_depth],
-                                  p.chat_info)
+        p.save_settings_btn.click(self.on_save_settings,
+                                  [p.chat_id, p.preset, p.template, p.author_note, p.note_depth, p.character],
+                                  p.heading_outputs)
+        self.header.wire()
         p.delete_chat_btn.click(lambda: gr.update(visible=True), outputs=p.confirm_delete_btn)
         p.confirm_delete_btn.click(self.on_delete_chat, [p.chat_id, p.character], [p.confirm_delete_btn, *p.open_outputs])
         p.query.submit(self.on_search, p.query, p.results)

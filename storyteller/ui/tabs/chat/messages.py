@@ -8,7 +8,6 @@ from storyteller.core.chat.chats import MessageView
 from storyteller.core.services import Services
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.page import PICK_A_MESSAGE, ChatPage
-from storyteller.ui.tabs.chat.render import chat_messages
 from storyteller.ui.widgets.errors import shown_as_warning, warns
 
 
@@ -29,9 +28,6 @@ class MessageActions:
         messages = self.chats.view(current).messages if current else []
         return messages[index] if 0 <= index < len(messages) else None
 
-    def messages(self, current: str) -> list[dict]:
-        return chat_messages(self.chats.view(current)) if current else []
-
     def on_select(self, current: str, event: gr.SelectData) -> dict:
         p = self.page
         picked = self.message_at(current, event_index(event.index))
@@ -45,13 +41,13 @@ class MessageActions:
         if picked is not None:
             with shown_as_warning():
                 self.chats.edit(current, picked.id, event.value if isinstance(event.value, str) else str(event.value))
-        return {self.page.chatbot: self.messages(current)}
+        return self.browser.messages(current)
 
     def on_delete(self, current: str, message_id: float | None) -> dict:
         if current and message_id:
             with shown_as_warning():
                 self.chats.delete_message(current, int(message_id))
-        return {self.page.chatbot: self.messages(current), self.page.selected: None, self.page.selected_text: PICK_A_MESSAGE}
+        return {**self.browser.messages(current), self.page.selected: None, self.page.selected_text: PICK_A_MESSAGE}
 
     @warns
     def on_branch(self, current: str, message_id: float | None, character: str) -> dict:
@@ -65,6 +61,6 @@ class MessageActions:
     def wire(self) -> None:
         p = self.page
         p.chatbot.select(self.on_select, p.chat_id, [p.selected, p.selected_text, p.selected_box])
-        p.chatbot.edit(self.on_edit, p.chat_id, p.chatbot)
-        p.delete_msg_btn.click(self.on_delete, [p.chat_id, p.selected], [p.chatbot, p.selected, p.selected_text])
+        p.chatbot.edit(self.on_edit, p.chat_id, p.messages_outputs)
+        p.delete_msg_btn.click(self.on_delete, [p.chat_id, p.selected], [*p.messages_outputs, p.selected, p.selected_text])
         p.branch_btn.click(self.on_branch, [p.chat_id, p.selected, p.character], p.open_outputs)

@@ -11,6 +11,8 @@ from storyteller.ui.widgets.choices import AUTO_CHOICE, Choice, named_choices
 
 DEFAULT_NOTE_DEPTH = 4
 PICK_A_MESSAGE = "Click a message to pick it."
+# Loads and unloads happen in other tabs and sessions: the header looks again this often.
+HEADING_REFRESH_SECONDS = 2.0
 
 
 class ChatPage:
@@ -19,10 +21,10 @@ class ChatPage:
     def __init__(self, characters: list[Choice]):
         with gr.Tab("Chat", id="chat"):
             self.chat_id = gr.Textbox(visible=False, elem_id="chat-id")
-            with gr.Row():
-                with gr.Column(scale=1, min_width=240):
+            with gr.Row(elem_id="chat-layout"):
+                with gr.Column(scale=1, min_width=240, elem_id="chat-side"):
                     self._chats_column(characters)
-                with gr.Column(scale=3):
+                with gr.Column(scale=3, elem_id="chat-main"):
                     self._conversation_column()
 
     def _chats_column(self, characters: list[Choice]) -> None:
@@ -46,17 +48,25 @@ class ChatPage:
 
     def _conversation_column(self) -> None:
         self.notice = gr.Markdown(visible=False, elem_id="chat-notice")
-        self.chat_info = gr.Markdown("", elem_id="chat-info")
+        with gr.Row(elem_id="chat-header", equal_height=True):
+            self.avatar = gr.Image(None, type="filepath", show_label=False, container=False, interactive=False,
+                                   buttons=[], height=56, width=56, scale=0, min_width=56, elem_id="chat-avatar")
+            self.chat_info = gr.Markdown("", elem_id="chat-info")
+        self.heading = gr.State(None)  # what the header shows now, so the timer redraws only what changed
+        self.heading_timer = gr.Timer(HEADING_REFRESH_SECONDS)
+        self.empty_state = gr.Markdown(visible=False, elem_id="chat-empty")
+        # The height is CSS's (ui/app.py): the chat fills the window above the message box.
         self.chatbot = gr.Chatbot(
-            show_label=False, height=480, elem_id="chatbot", buttons=["copy"], feedback_options=None, editable="all",
+            show_label=False, elem_id="chatbot", buttons=["copy"], feedback_options=None, editable="all",
         )
-        with gr.Row():
+        with gr.Row(elem_id="chat-actions"):
             self.swipe_left = gr.Button("◀", scale=0, min_width=48, elem_id="swipe-left")
+            self.swipe_counter = gr.Markdown(visible=False, elem_id="swipe-counter")
             self.swipe_right = gr.Button("▶", scale=0, min_width=48, elem_id="swipe-right")
             self.regenerate_btn = gr.Button("Regenerate", scale=1, elem_id="regenerate")
             self.continue_btn = gr.Button("Continue", scale=1, elem_id="continue")
             self.impersonate_btn = gr.Button("Impersonate", scale=1, elem_id="impersonate")
-        with gr.Row():
+        with gr.Row(elem_id="chat-compose"):
             self.message = gr.Textbox(
                 placeholder="Write a message… (Enter sends, Shift+Enter for a new line)",
                 show_label=False, scale=6, lines=2, elem_id="chat-input",
@@ -86,8 +96,18 @@ class ChatPage:
     @property
     def view_outputs(self) -> list[Component]:
         """What shows the open chat: the messages, its notice and header, and its settings."""
-        return [self.chatbot, self.notice, self.chat_info, self.title, self.preset, self.template, self.author_note,
-                self.note_depth]
+        return [*self.messages_outputs, self.notice, *self.heading_outputs, self.title, self.preset, self.template,
+                self.author_note, self.note_depth]
+
+    @property
+    def messages_outputs(self) -> list[Component]:
+        """The messages and the swipe counter beside ◀ / ▶."""
+        return [self.chatbot, self.swipe_counter]
+
+    @property
+    def heading_outputs(self) -> list[Component]:
+        """The header (avatar, who and what), the empty-state line, and what they show now."""
+        return [self.avatar, self.chat_info, self.empty_state, self.heading]
 
     @property
     def open_outputs(self) -> list[Component]:
@@ -100,7 +120,7 @@ class ChatPage:
 
     @property
     def stream_outputs(self) -> list[Component]:
-        return [self.message, self.chatbot, self.stats, self.crash_box, self.reload_btn, self.chat_id]
+        return [self.message, *self.messages_outputs, self.stats, self.crash_box, self.reload_btn, self.chat_id]
 
     @property
     def prompt_outputs(self) -> list[Component]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from storyteller.core.chat.chats import ChatView, PromptReport
+from storyteller.core.chat.chats import ChatHeading, ChatView, PromptReport
 from storyteller.engine import WorkerCrashed
+from storyteller.ui.widgets.streaming import NO_MODEL
 
 NO_PROMPT_YET = "No request yet in this chat."
 
@@ -30,8 +31,24 @@ def chat_messages(view: ChatView) -> list[dict]:
     return messages
 
 
-def chat_header(view: ChatView) -> str:
-    return f"**{view.character_name}** · you are {view.user_name} · preset: {view.preset}"
+def swipe_label(view: ChatView) -> str:
+    """"2 / 3" when the last message has other swipes, else ""."""
+    last = view.messages[-1] if view.messages else None
+    return f"{last.swipe_index} / {last.swipe_count}" if last is not None and last.swipe_count > 1 else ""
+
+
+def heading_markdown(heading: ChatHeading) -> str:
+    model = f"**{heading.model}**" if heading.model else "no model loaded"
+    return (f"**{heading.character_name}** · you are **{heading.user_name}**  \n"
+            f"model: {model} · preset: **{heading.preset}** · format: **{heading.prompt_format}**")
+
+
+def empty_state_lines(heading: ChatHeading, has_chat: bool) -> list[str]:
+    """What to do first, when there is no model or no chat yet."""
+    lines = [NO_MODEL] if heading.model is None else []
+    if not has_chat:
+        lines.append(f"No chats with {heading.character_name} yet: write a first message below, or press **New chat**.")
+    return lines
 
 
 def prompt_parts_markdown(report: PromptReport) -> str:

@@ -78,6 +78,7 @@ class ReplyStreams:
         p = self.page
         info = self.engine.model_info
         base = chat_messages(self.chats.view(current))
+        hidden = gr.update(visible=False)
         pacer = RedrawPacer()
         try:
             for event in events:
@@ -86,8 +87,9 @@ class ReplyStreams:
                     base = chat_messages(self.chats.view(current))
                     if event.message_id is not None:
                         base = base[:-1]
-                    hidden = gr.update(visible=False)
-                    update = {p.chatbot: base, p.stats: READING, p.crash_box: hidden, p.reload_btn: hidden}
+                    # The counter comes back with the finished reply (a new swipe changes it).
+                    update = {p.chatbot: base, p.swipe_counter: hidden, p.stats: READING, p.crash_box: hidden,
+                              p.reload_btn: hidden}
                     yield {**update, **({} if into_input else {p.message: ""}), p.chat_id: current}
                 elif isinstance(event, ReplyProgress):
                     yield {p.stats: progress_line(event.done, event.total), p.chat_id: current}
@@ -99,15 +101,15 @@ class ReplyStreams:
                         update[p.chatbot] = [*base, {"role": "assistant", "content": event.text.strip()}]
                     yield {**update, p.chat_id: current}
                 elif isinstance(event, ReplyFinished):
-                    update = {p.chatbot: chat_messages(self.chats.view(current)), p.stats: finished_line(event, info.n_ctx)}
+                    update = {**self.browser.messages(current), p.stats: finished_line(event, info.n_ctx)}
                     if into_input:
                         update[p.message] = event.text.strip()
                     yield {**update, p.chat_id: current}
         except WorkerCrashed as crash:
-            yield {p.chatbot: chat_messages(self.chats.view(current)), p.stats: "", **self.crash_updates(crash),
+            yield {**self.browser.messages(current), p.stats: "", **self.crash_updates(crash),
                    p.chat_id: current}
         except USER_ERRORS as exc:
-            yield {p.chatbot: chat_messages(self.chats.view(current)), p.stats: f"**Could not generate:** {exc}",
+            yield {**self.browser.messages(current), p.stats: f"**Could not generate:** {exc}",
                    p.chat_id: current}
 
     def crash_updates(self, crash: WorkerCrashed) -> dict:
@@ -123,7 +125,7 @@ class ReplyStreams:
             if current and not self.chats.swipe(current, step):
                 yield from regenerate(text, current, character, limit)
                 return
-            yield {self.page.chatbot: chat_messages(self.chats.view(current)) if current else [], self.page.chat_id: current}
+            yield {**self.browser.messages(current), self.page.chat_id: current}
 
         return handler
 
@@ -160,7 +162,7 @@ class ReplyStreams:
             (p.impersonate_btn.click, self.streaming(self.impersonate, into_input=True)),
         ):
             trigger(handler, p.stream_inputs, p.stream_outputs, concurrency_id="engine").then(
-                self.browser.chat_list, [p.chat_id, p.character], p.chat_list,
+                self.browser.after_reply, [p.chat_id, p.character], [p.chat_list, *p.heading_outputs],
             ).then(self.last_prompt, p.chat_id, p.prompt_outputs)
         p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
         p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
