@@ -38,6 +38,12 @@ def pick(page, dropdown: str, option: str) -> None:
     page.get_by_role("option", name=option).click()
 
 
+def wait_for_swipe(page, label: str) -> None:
+    """The swipe counter beside ◀ / ▶ says `label` ("2 / 3")."""
+    page.wait_for_function("l => document.querySelector('#swipe-counter')?.innerText.trim() === l", arg=label,
+                           timeout=20_000)
+
+
 def test_chat_operations_in_the_browser_survive_a_restart(tiny_model, browser, data_dir):
     with running_app(data_dir, "--model", str(tiny_model)) as app:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -46,10 +52,10 @@ def test_chat_operations_in_the_browser_survive_a_restart(tiny_model, browser, d
         pick(page, "#chat-character", "Ann")
         page.locator("#new-chat").click()
         wait_for_text(page, "Hello, I am Ann.")  # the greeting, macros resolved
-        assert "swipe 1/2" in chat_text(page)
+        wait_for_swipe(page, "1 / 2")
         page.locator("#swipe-right").click()
         wait_for_text(page, "Greetings, traveller.")
-        assert "swipe 2/2" in chat_text(page)
+        wait_for_swipe(page, "2 / 2")
         page.locator("#swipe-left").click()
         wait_for_text(page, "Hello, I am Ann.")
 
@@ -65,9 +71,9 @@ def test_chat_operations_in_the_browser_survive_a_restart(tiny_model, browser, d
         previous = page.locator("#chat-stats").inner_text()
         page.locator("#regenerate").click()
         wait_for_reply(page, previous)
-        wait_for_text(page, "swipe 2/2")
+        wait_for_swipe(page, "2 / 2")
         page.locator("#swipe-left").click()
-        wait_for_text(page, "swipe 1/2")
+        wait_for_swipe(page, "1 / 2")
 
         # Edit the user's message in place (greeting 0, user 1, reply 2).
         page.locator("#chatbot button[aria-label='Edit']").nth(1).click()

@@ -12,6 +12,7 @@ from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.page import ChatPage
 from storyteller.ui.tabs.chat.render import empty_state_lines, heading_markdown
 from storyteller.ui.tabs.chat.replies import ReplyStreams
+from storyteller.ui.widgets.choices import character_choices
 from storyteller.ui.widgets.streaming import NO_MODEL, progress_line
 
 ANN = {"spec": "chara_card_v2", "spec_version": "2.0",
@@ -71,7 +72,7 @@ def test_prompt_progress_reads_as_tokens_of_the_prompt():
 
 def chat_tab(services: Services) -> tuple[ChatPage, ChatBrowser, ReplyStreams]:
     with gr.Blocks():
-        page = ChatPage([])
+        page = ChatPage(character_choices(services.characters))
         browser = ChatBrowser(services, page)
     return page, browser, ReplyStreams(services, page, browser)
 

@@ -34,13 +34,14 @@ CSS = """
 /* Phone width: one column, the conversation first; nothing wider than the screen. */
 @media (max-width: 720px) {
   #chat-layout {flex-direction: column}
+  #chat-layout > * {width: 100%}
   #chat-main {order: -1}
   #chatbot {height: 55vh !important}
   #chat-actions {flex-wrap: wrap}
   #chat-actions button {min-width: 0 !important; flex: 1 1 auto}
   #chat-compose {flex-wrap: wrap}
   #chat-compose > * {min-width: 0 !important}
-  #chat-compose #chat-input {flex: 1 1 100%}
+  #chat-compose > .form {flex: 1 1 100% !important}
   #main-tabs table {display: block; overflow-x: auto}
   img, video, pre {max-width: 100%}
 }

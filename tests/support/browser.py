@@ -65,8 +65,16 @@ def new_page(browser, url: str, *, tab: str | tuple[str, ...] | None = None, exa
 
 def open_tab(page, name: str, *, exact: bool = True) -> None:
     """Clicks a tab by its name. Top level: Chat, Story, Characters (sub-tabs Cards, Personas, Lorebooks),
-    Models, Presets, Experts, Settings (sub-tabs General, Import / Export)."""
-    page.get_by_role("tab", name=name, exact=exact).click()
+    Models, Presets, Experts, Settings (sub-tabs General, Import / Export). On a narrow page Gradio keeps
+    the tabs that do not fit in its "More tabs" menu: they are picked from there."""
+    tab = page.get_by_role("tab", name=name, exact=exact)
+    more = page.locator("button[aria-label='More tabs']:visible")
+    tab.or_(more).first.wait_for(timeout=WAIT_MS)
+    if tab.count():
+        tab.click()
+        return
+    more.first.click()
+    page.locator(".overflow-dropdown button").get_by_text(name, exact=exact).first.click()
 
 
 def record_texts(page, selector: str) -> None:

@@ -5,8 +5,9 @@ textbox, so it survives an app restart) and redraws from what the chat service r
 the browser shows is ever written back.
 
 - page.py: the components; render.py: how a chat, its last prompt and a crash are shown;
-- browse.py: which chat is open and its settings; replies.py: the streaming replies and crash
-  recovery; messages.py: the selected message.
+- browse.py: which chat is open and its settings; heading.py: the header above the messages (avatar,
+  character, persona, model, preset, prompt format) and the empty-state lines; replies.py: the
+  streaming replies and crash recovery; messages.py: the selected message.
 """
 
 from __future__ import annotations

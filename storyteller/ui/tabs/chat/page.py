@@ -35,7 +35,8 @@ class ChatPage:
             self.title = gr.Textbox(label="Name", elem_id="chat-title")
             self.rename_btn = gr.Button("Rename")
             self.preset = gr.Dropdown([], label="Preset for this chat", elem_id="chat-preset")
-            self.template = gr.Dropdown(named_choices(AUTO_CHOICE, TEMPLATE_IDS), value="", label="Prompt format")
+            self.template = gr.Dropdown(named_choices(AUTO_CHOICE, TEMPLATE_IDS), value="", label="Prompt format",
+                                        elem_id="chat-format")
             self.author_note = gr.Textbox(label="Author's note", lines=3, elem_id="author-note")
             self.note_depth = gr.Number(label="Inserted this many messages before the end", value=DEFAULT_NOTE_DEPTH,
                                         precision=0, minimum=0)
@@ -67,9 +68,10 @@ class ChatPage:
             self.continue_btn = gr.Button("Continue", scale=1, elem_id="continue")
             self.impersonate_btn = gr.Button("Impersonate", scale=1, elem_id="impersonate")
         with gr.Row(elem_id="chat-compose"):
+            # One line that grows: Gradio submits on Enter only then (with more lines, on Shift+Enter).
             self.message = gr.Textbox(
                 placeholder="Write a message… (Enter sends, Shift+Enter for a new line)",
-                show_label=False, scale=6, lines=2, elem_id="chat-input",
+                show_label=False, scale=6, lines=1, max_lines=8, elem_id="chat-input",
             )
             self.send_btn = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             self.stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")

@@ -19,12 +19,10 @@ BAR_GROUPS = {
 
 
 def chat_messages(view: ChatView) -> list[dict]:
-    """The chat as Gradio messages; the last message shows which swipe it is."""
+    """The chat as Gradio messages (which swipe the last one is shows beside ◀ / ▶: swipe_label)."""
     messages = []
-    for i, message in enumerate(view.messages):
+    for message in view.messages:
         entry = {"role": "user" if message.role == "user" else "assistant", "content": message.content.strip()}
-        if message.swipe_count > 1 and i == len(view.messages) - 1:
-            entry["metadata"] = {"title": f"swipe {message.swipe_index}/{message.swipe_count}"}
         if message.meta.get("interrupted"):
             entry["content"] += "\n\n*(interrupted)*"
         messages.append(entry)
