@@ -27,6 +27,7 @@ CSS = """
 #chat-header {align-items: center; gap: 0.75em; flex-wrap: nowrap}
 #chat-avatar {flex: 0 0 56px; width: 56px; min-width: 56px !important}
 #chat-avatar .image-container, #chat-avatar button {width: 56px; min-width: 0; padding: 0; pointer-events: none}
+#chat-avatar, #chat-avatar * {background: transparent !important; border: none !important; box-shadow: none !important}
 #chat-avatar img {width: 56px; height: 56px; object-fit: cover; border-radius: 50%}
 #chat-info, #chat-empty {font-size: 0.9em}
 #swipe-counter {flex: 0 0 auto; width: auto; min-width: 3.5em; align-self: center; text-align: center}
