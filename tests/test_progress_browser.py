@@ -1,17 +1,33 @@
 """Progress, empty states and defaults for new loads in Chromium: a fresh data folder says on each tab what
 to do; importing many cards shows each file, then a summary; saved defaults fill the Models tab's form.
 
-The first test needs the module's data folder still empty: it runs first (file order)."""
+The first test needs the module's data folder still empty: it runs first (file order). The folder is one
+whose user already deleted the bundled sample character (it goes into a fresh folder once, then stays gone)."""
 
 from __future__ import annotations
 
 import pytest
 
+from storyteller.core.services import Services
+from tests.support.app_runner import running_app
 from tests.support.browser import WAIT_MS, open_tab, record_texts, seen_texts
 from tests.support.card_factory import b64json, sillytavern_card, write_png
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`python app.py` on a data folder with nothing of the user's own: the sample character deleted."""
+    data = tmp_path_factory.mktemp("data")
+    services = Services.open(data)
+    try:
+        services.characters.delete(services.samples.install_once())
+    finally:
+        services.close()
+    with running_app(data) as app:
+        yield app
 
 
 def shot(page, name: str) -> None:
