@@ -22,7 +22,6 @@ RECIPE_MAX_BYTES = 256 << 10  # a recipe is a few KB; a README with one rarely m
 # Names mergekit's docs and model makers use, best first; any other root .yml/.yaml comes after them.
 RECIPE_NAMES = ("mergekit_moe_config.yml", "mergekit_moe_config.yaml", "mergekit_config.yml", "mergekit_config.yaml",
                 "moe_config.yml", "config.yml", "config.yaml")
-_YAML_BLOCK = re.compile(r"^```[ \t]*(?:ya?ml)?[ \t]*\n(.*?)^```", re.MULTILINE | re.DOTALL | re.IGNORECASE)
 
 
 class RecipeError(ValueError):
@@ -85,10 +84,26 @@ def _prompts(item: dict, key: str, number: int) -> tuple[str, ...]:
 
 def recipe_in_readme(text: str) -> str | None:
     """The first fenced code block of a README that holds a mergekit-moe config (front matter skipped)."""
-    for block in _YAML_BLOCK.findall(text):
+    for block in _fenced_blocks(text):
         if re.search(r"^\s*-?\s*source_model\s*:", block, re.MULTILINE) and re.search(r"^experts\s*:", block, re.MULTILINE):
             return block
     return None
+
+
+def _fenced_blocks(text: str) -> list[str]:
+    """The bodies of the Markdown code blocks fenced with ``` or ~~~, whatever their language."""
+    blocks, fence, body = [], None, []
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if fence is None:
+            if stripped.startswith(("```", "~~~")):
+                fence, body = stripped[:3], []
+        elif stripped == fence or (stripped.startswith(fence) and not stripped.strip(fence[0])):
+            blocks.append("".join(body))
+            fence = None
+        else:
+            body.append(line)
+    return blocks
 
 
 def recipe_candidates(files: list[RemoteFile]) -> list[str]:

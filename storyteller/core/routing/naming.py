@@ -29,14 +29,16 @@ def name_experts(n_experts: int, entry: CatalogEntry | None, found: FoundRecipe 
     if recipe is not None:
         notes.append(f"The recipe names {len(recipe.experts)} experts but the model has {n_experts}: not used for names.")
         recipe = None
-    if entry is not None and (ordered := entry.experts_in_order) is not None and len(ordered) == n_experts:
-        notes.insert(0, f"Experts named from the {entry.experts_from}, in its order.")
-        return ExpertNaming(ordered, entry.experts_from, " ".join(notes), None, found)
-    if entry is not None and entry.experts:
+    ordered = entry.experts_in_order if entry is not None else None
+    sources = ordered if ordered is not None and len(ordered) == n_experts else None
+    if sources is not None:
+        notes.insert(0, f"Experts named from the {entry.experts_from}, in its order"
+                        + (f"; base model {entry.base_model}." if entry.base_model else "."))
+    elif entry is not None and entry.experts:
         notes.insert(0, "The model card names the experts but not the router's order, so they are shown as "
                         f"expert 0…{n_experts - 1}: {entry.experts_line()}.")
     elif entry is not None and entry.frankenmoe:
         notes.insert(0, "The model card does not name the experts.")
     if entry is not None and entry.router_note:
         notes.append(entry.router_note)
-    return ExpertNaming(None, None, " ".join(notes), None, found)
+    return ExpertNaming(sources, entry.experts_from if sources else None, " ".join(notes), None, found)
