@@ -27,7 +27,7 @@ CSS = """
 .xp-recipe ul {margin: 0; padding-left: 1.1em}
 .xp-recipe .xp-note {color: #52525b}
 .xp-probe {border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0}
-.xp-probe th, .xp-probe td {border: 1px solid #d4d4d8; padding: 2px 8px; text-align: right}
+.xp-probe th, .xp-probe td {border: 1px solid #d4d4d8; padding: 2px 8px; text-align: right; white-space: nowrap}
 .xp-probe td.xp-own {outline: 2px solid #16a34a; outline-offset: -2px; font-weight: 600}
 .xp-probe tr.xp-sum th, .xp-probe tr.xp-sum td {border-top: 2px solid #71717a}
 """
@@ -66,16 +66,19 @@ def probe_html(table: ProbeTable, labels: list[str]) -> str:
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
     rows = []
     for r in range(n):
-        cells = "".join(
-            f'<td class="{"xp-own" if e == r else ""}" style="background: rgba(22, 163, 74, {table.shares[r][e]:.3f})">'
-            f"{table.shares[r][e]:.0%}</td>" for e in range(n))
-        rows.append(f"<tr><th>prompts of {html.escape(labels[r])} ({table.tokens[r]} tokens)</th>{cells}</tr>")
+        cells = "".join(_probe_cell(table.shares[r][e], own=e == r) for e in range(n))
+        rows.append(f"<tr><th>{html.escape(labels[r])} <small>({table.tokens[r]} tokens)</small></th>{cells}</tr>")
     own = "".join(f"<td>{table.own(e):.0%}</td>" for e in range(n))
     others = "".join(f"<td>{'–' if table.others(e) is None else format(table.others(e), '.0%')}</td>" for e in range(n))
-    return (f'<table class="xp-probe"><thead><tr><th>router weight on…</th>{head}</tr></thead><tbody>{"".join(rows)}'
+    return (f'<table class="xp-probe"><thead><tr><th>prompts of ↓ · weight to →</th>{head}</tr></thead><tbody>{"".join(rows)}'
             f'<tr class="xp-sum"><th>on its own prompts</th>{own}</tr><tr><th>on the others\' prompts</th>{others}</tr>'
             f"</tbody></table><p>Each row adds up to 100%; chance is {1 / n:.0%}. The outlined cells are the experts "
             "on their own prompts: a router that does what its recipe says has its largest share there.</p>")
+
+
+def _probe_cell(share: float, own: bool) -> str:
+    return (f'<td class="{"xp-own" if own else ""}" style="background: rgba(22, 163, 74, {share:.3f}); '
+            f'color: {"#fff" if share > 0.6 else "inherit"}">{share:.0%}</td>')
 
 
 @dataclass
