@@ -18,6 +18,8 @@ from storyteller.core.services import Services
 from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.errors import USER_ERRORS
 
+NO_RECIPE = ("No merge recipe is kept with this model. A mixture-of-experts model downloaded in the Models tab "
+             "gets its recipe from its source repo; for one in the library, look for it on the Hub below.")
 PROMPTS_SHOWN = 4  # per expert; the rest are counted
 
 CSS = """
@@ -26,8 +28,10 @@ CSS = """
 .xp-recipe th, .xp-recipe td {border: 1px solid #d4d4d8; padding: 3px 6px; text-align: left; vertical-align: top}
 .xp-recipe ul {margin: 0; padding-left: 1.1em}
 .xp-recipe .xp-note {color: #52525b}
+.xp-probe-wrap {overflow-x: auto}
 .xp-probe {border-collapse: collapse; font-size: 0.85em; margin: 0.4em 0}
-.xp-probe th, .xp-probe td {border: 1px solid #d4d4d8; padding: 2px 8px; text-align: right; white-space: nowrap}
+.xp-probe th, .xp-probe td {border: 1px solid #d4d4d8; padding: 2px 6px; text-align: right}
+.xp-probe td {white-space: nowrap}
 .xp-probe td.xp-own {outline: 2px solid #16a34a; outline-offset: -2px; font-weight: 600}
 .xp-probe tr.xp-sum th, .xp-probe tr.xp-sum td {border-top: 2px solid #71717a}
 """
@@ -37,7 +41,7 @@ def recipe_html(naming: ExpertNaming | None, n_experts: int) -> str:
     """The recipe as a table in router order, or the note on why there is none."""
     if naming is None:
         return '<div class="xp-recipe"><b>Merge recipe</b><p class="xp-note">Load a mixture-of-experts model.</p></div>'
-    note = f'<p class="xp-note">{html.escape(naming.note)}</p>' if naming.note else ""
+    note = f'<p class="xp-note">{html.escape(naming.note or NO_RECIPE)}</p>'
     recipe = naming.recipe
     if recipe is None:
         return f'<div class="xp-recipe"><b>Merge recipe</b>{note}</div>'
@@ -54,6 +58,8 @@ def recipe_html(naming: ExpertNaming | None, n_experts: int) -> str:
     facts = (f"Base model: <b>{html.escape(recipe.base_model or 'not given')}</b> · gate mode: "
              f"<b>{html.escape(recipe.gate_mode)}</b>"
              + (f" · {recipe.experts_per_token} experts per token" if recipe.experts_per_token else ""))
+    why = nothing_to_compare(recipe)
+    facts += f'</p><p class="xp-note">{html.escape(why)}' if why else ""
     return (f'<div class="xp-recipe"><b>Merge recipe</b>{note}<p>{facts}</p>'
             "<table><thead><tr><th>expert</th><th>source model</th><th>positive prompts</th><th>negative</th></tr>"
             f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
@@ -70,9 +76,9 @@ def probe_html(table: ProbeTable, labels: list[str]) -> str:
         rows.append(f"<tr><th>{html.escape(labels[r])} <small>({table.tokens[r]} tokens)</small></th>{cells}</tr>")
     own = "".join(f"<td>{table.own(e):.0%}</td>" for e in range(n))
     others = "".join(f"<td>{'–' if table.others(e) is None else format(table.others(e), '.0%')}</td>" for e in range(n))
-    return (f'<table class="xp-probe"><thead><tr><th>prompts of ↓ · weight to →</th>{head}</tr></thead><tbody>{"".join(rows)}'
+    return (f'<div class="xp-probe-wrap"><table class="xp-probe"><thead><tr><th>prompts ↓ weight →</th>{head}</tr></thead><tbody>{"".join(rows)}'
             f'<tr class="xp-sum"><th>on its own prompts</th>{own}</tr><tr><th>on the others\' prompts</th>{others}</tr>'
-            f"</tbody></table><p>Each row adds up to 100%; chance is {1 / n:.0%}. The outlined cells are the experts "
+            f"</tbody></table></div><p>Each row adds up to 100%; chance is {1 / n:.0%}. The outlined cells are the experts "
             "on their own prompts: a router that does what its recipe says has its largest share there.</p>")
 
 
