@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from storyteller.core.context import AppContext
+from storyteller.core.models.library import Library
+from storyteller.hub.client import HubClient
+from storyteller.hub.fit import Machine
 from tests.support.app_runner import running_app
 from tests.support.browser import open_tab, record_texts, seen_texts, send, set_max_tokens
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
+PLENTY = Machine(ram_free=64 << 30, gpu_offload=False, vram_free=None)
 
 
 def test_a_reply_shows_its_routing_and_the_expert_counts_compare(tiny_model, browser, tmp_path):
@@ -73,3 +78,39 @@ def test_a_reply_shows_its_routing_and_the_expert_counts_compare(tiny_model, bro
             timeout=10_000,
         )  # loaded as it was
         page.screenshot(path=str(SCREENSHOTS / "experts-compare.png"), full_page=True)
+
+
+def test_the_recipe_of_a_downloaded_model_and_the_probe_table(hub, browser, tmp_path):
+    """The routed MoE downloaded from the Hub stand-in (its recipe in its source repo), then loaded."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "data"
+    ctx = AppContext.open(data)
+    try:
+        library = Library(ctx, client=HubClient(endpoint=hub.url), machine=lambda _ctx: PLENTY)
+        view = library.browse("test/routed-GGUF")
+        record = library.download(view.listing.repo_id, view.models[0], view.listing.commit)
+    finally:
+        ctx.close()
+    with running_app(data, "--model", record.path) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        open_tab(page, "Experts")
+        recipe = page.locator("#experts-recipe table")
+        recipe.wait_for(timeout=30_000)
+        text = page.locator("#experts-recipe").inner_text()
+        assert "test/routed-experts/mergekit_moe_config.yml" in text and "cheap_embed" in text
+        assert "test/routed-base" in text
+        rows = recipe.locator("tbody tr").all_inner_texts()
+        assert [row.split("\t")[0] for row in rows] == [f"{e} · expert-{e}" for e in range(4)]  # the recipe's order
+        assert "A B C" in rows[0] and "D E F" in rows[1]
+        assert "0 · expert-0" in page.locator("#experts-model").inner_text()
+
+        page.locator("#experts-probe").click()
+        table = page.locator("#experts-probe-table table.xp-probe")
+        table.wait_for(timeout=60_000)
+        assert "4 of 4 experts got the most router weight on their own prompts" in page.locator(
+            "#experts-probe-status").inner_text()
+        assert table.locator("td.xp-own").all_inner_texts() == ["100%"] * 4
+        assert table.locator("tbody tr").nth(0).locator("td").all_inner_texts() == ["100%", "0%", "0%", "0%"]
+        page.screenshot(path=str(SCREENSHOTS / "experts-recipe-probe.png"), full_page=True)

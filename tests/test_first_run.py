@@ -103,7 +103,7 @@ def test_the_starters_are_the_quick_start_model_then_the_seed_frankenmoes_with_o
     assert starters[0].file.quant == "Q8_0" and starters[0].size_bytes == 386_000_000
     assert starters[0].fit.verdict == "fits"
     moes = starters[1:]
-    assert moes and all(s.entry.experts for s in moes)
+    assert moes and all(s.entry.frankenmoe for s in moes)
     assert {s.entry.id for s in moes} >= {"cognitivefusion2-4x7b", "cognito-2x7b"}
     no_gguf = next(s for s in moes if s.entry.id == "cognito-2x7b")
     assert no_gguf.file is None and no_gguf.fit is None and no_gguf.entry.no_gguf_note

@@ -43,10 +43,32 @@ def test_catalog_has_every_seed_model():
     assert {r.repo for r in cf2.gguf_repos} == {"Kquant03/CognitiveFusion2-4x7B-GGUF",
                                                 "mradermacher/CognitiveFusion2-4x7B-BF16-GGUF",
                                                 "mradermacher/CognitiveFusion2-4x7B-BF16-i1-GGUF"}
-    assert catalog.find("Kquant03/CognitiveFusion-4x7B-GGUF").prompt_format == "alpaca"
+    assert cf2.experts_from == "model card" and cf2.experts_in_order == cf2.experts
     assert catalog.find("ConvexAI/Solutus-3x7B").prompt_format == "chatml"
     cognito = catalog.find("Kquant03/Cognito-2x7B-bf16")
     assert cognito.gguf_repos == [] and cognito.no_gguf_note and cognito.prompt_format == "mistral-v1"
+
+
+def test_the_seed_frankenmoes_say_what_their_cards_say():
+    catalog = load_catalog()
+    cognito = catalog.find("Kquant03/Cognito-2x7B-bf16")
+    assert cognito.base_model == "flemmingmiguel/MBX-7B-v3" and cognito.experts_from == "model card"
+    assert cognito.experts_in_order == ["alnrg2arg/blockchainlabs_test3_seminar", "flemmingmiguel/MBX-7B-v3"]
+    assert "zero positive prompting" in cognito.router_note
+    fusion = catalog.find("Kquant03/CognitiveFusion-4x7B-GGUF")
+    assert fusion.prompt_format == "alpaca" and fusion.base_model == "SanjiWatsuki/Loyal-Macaroni-Maid-7B"
+    assert sorted(fusion.experts) == sorted(["cognitivecomputations/dolphin-2.6-mistral-7b"] * 2
+                                            + ["SanjiWatsuki/Silicon-Maid-7B", "NeuralNovel/Panda-7B-v0.1"])
+    # The card names the experts but not the router's order: nothing may label expert N by it.
+    assert fusion.experts_from == "order unknown" and fusion.experts_in_order is None
+    assert "does not give the router's order" in fusion.experts_line()
+    sizes = {f.quant: f.size_gb for f in fusion.gguf_repos[0].files}
+    assert sizes == {"Q2_K": 8.06, "Q3_K_M": 10.5, "Q4_K_M": 13.6, "Q5_K_M": 16.6, "Q6_K": 19.8, "Q8_0": 25.7}
+    solutus = catalog.find("ConvexAI/Solutus-3x7B")
+    assert solutus.experts == [] and solutus.experts_from == "not on the card" and solutus.experts_in_order is None
+    assert not any(" expert " in name for entry in catalog.models for name in entry.experts)  # no placeholders
+    trained = catalog.find("TheBloke/Mixtral-8x7B-Instruct-v0.1-GGUF")
+    assert trained.experts_from is None and trained.experts_line() is None
     smol = catalog.find("HuggingFaceTB/SmolLM2-360M-Instruct-GGUF")
     assert smol.gguf_repos[0].files[0].size_gb < 0.5
     assert catalog.find("TheBloke/Mixtral-8x7B-Instruct-v0.1-GGUF") and catalog.find("TheBloke/Nous-Hermes-2-Mixtral-8x7B-DPO-GGUF")

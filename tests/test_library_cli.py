@@ -67,3 +67,20 @@ def test_upgrade_a_local_file(models, tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == str(old)
     again = models("upgrade", str(old))
     assert again.returncode == 1 and "already has the current layout" in again.stderr
+
+
+def test_recipe_and_probe_of_a_downloaded_model(models):
+    assert models("download", "test/routed-GGUF").returncode == 0
+    recipe = models("recipe", "routed-moe.F32.gguf", "--json")
+    row = json.loads(recipe.stdout)
+    assert row["repo"] == "test/routed-experts" and row["gate_mode"] == "cheap_embed"
+    assert [e["positive_prompts"][0] for e in row["experts"]] == ["A B C", "D E F", "G H I", "J K L"]
+    probe = models("probe", "routed-moe.F32.gguf", "--gpu-layers", "0", "--json")
+    table = json.loads(probe.stdout)
+    assert table["experts"][0] == "0 · expert-0" and all(own > 0.99 for own in table["own"])
+    assert models("download", "test/broken-recipe-GGUF").returncode == 0
+    broken = models("recipe", "broken-recipe-moe.F32.gguf")
+    assert broken.returncode == 0 and "cannot be read: the YAML does not parse at line 4" in broken.stdout
+    # No readable recipe, nothing to probe: a clear error, no traceback.
+    probe = models("probe", "broken-recipe-moe.F32.gguf", "--gpu-layers", "0")
+    assert probe.returncode == 1 and "No merge recipe" in probe.stderr

@@ -1,7 +1,7 @@
 """`storyteller models`: the model library from the terminal, in the style of LM Studio's `lms`.
 
 search TEXT · files REPO · download REPO [--quant Q | --file NAME] · list · add PATH · rm NAME · upgrade PATH
-· fit PATH|REPO [--vram-gb G] [--n-ctx N] · tune PATH [--budget S]
+· fit PATH|REPO [--vram-gb G] [--n-ctx N] · tune PATH [--budget S] · recipe NAME [--fetch] · probe NAME
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from storyteller.cli import models_recipe
 from storyteller.cli.common import UserError, add_data_dir_option, open_services
 from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
 from storyteller.core.models.hub_models import DEFAULT_CONTEXT
@@ -56,6 +57,7 @@ def register(subparsers) -> None:
     fit.add_argument("--vram-gb", type=float, metavar="G", help="free VRAM to plan for (default: this machine's)")
     fit.add_argument("--n-ctx", type=int, metavar="N", help="context (default: the catalog's practical one, else 8192)")
     fit.add_argument("--quant", metavar="Q", help="which file of a repo (default: the catalog's choice)")
+    models_recipe.register(action)
 
 
 @contextmanager

@@ -10,6 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+# Where a catalog entry's expert list comes from. "order unknown": the card names the source models but not
+# the router's order; "not on the card": the card names none (a merge recipe in the repo may).
+ExpertsFrom = Literal["model card", "mergekit config", "order unknown", "not on the card"]
 PromptFormat = Literal["alpaca", "chatml", "mistral-v1", "mistral-v2v3", "llama3", "gemma", "vicuna", "metharme", "embedded"]
 GB = 1_000_000_000
 
@@ -52,13 +55,41 @@ class CatalogEntry(_Strict):
     prompt_format: PromptFormat
     context: ContextLength
     architecture: Architecture
-    experts: list[str]  # the source model of each expert, in router order
+    experts: list[str]  # the source model of each expert, in router order unless experts_from says otherwise
+    # None for a trained MoE (its experts have no source models); set for every frankenMoE.
+    experts_from: ExpertsFrom | None = None
     base_model: str | None = None  # the model the router (gate) prompts were taken from
+    router_note: str | None = None  # what the card says about how the router was built
     recommended_quant: str
     layout_hint: Literal["stacked", "per-expert"] | None = None  # known old-layout repos
     gguf_repos: list[CatalogRepo]
     no_gguf_note: str | None = None
     hub_search: str | None = None  # what to search for when no GGUF is listed
+
+
+    @property
+    def frankenmoe(self) -> bool:
+        return self.experts_from is not None
+
+    def experts_line(self) -> str | None:
+        """One line on the expert list and where it comes from; None for a trained MoE or a dense model."""
+        if self.experts_from is None:
+            return None
+        if self.experts_in_order is not None:
+            named = ", ".join(f"{i}. {name}" for i, name in enumerate(self.experts, 1))
+            line = f"Experts in router order ({self.experts_from}): {named}"
+        elif self.experts:
+            line = ("Experts (model card; it does not give the router's order): "
+                    + ", ".join(f"{name} ×{self.experts.count(name)}" if self.experts.count(name) > 1 else name
+                                for name in dict.fromkeys(self.experts)))
+        else:
+            line = "Experts: not named on the model card"
+        return line + (f". Base model: {self.base_model}" if self.base_model else "")
+
+    @property
+    def experts_in_order(self) -> list[str] | None:
+        """The source models in router order, when the card or recipe gives that order."""
+        return list(self.experts) if self.experts_from in ("model card", "mergekit config") and self.experts else None
 
 
 class Catalog(_Strict):

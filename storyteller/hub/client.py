@@ -163,6 +163,13 @@ class HubClient:
                 except GGUFHeaderError as exc:
                     raise HubError(f"{repo_id}/{filename} is not a GGUF file llama.cpp can read: {exc}") from None
 
+    def read_text(self, repo_id: str, filename: str, revision: str | None = None, max_bytes: int = 256 << 10) -> str:
+        """A small text file of the repo (its first `max_bytes`), undecodable bytes replaced."""
+        location = self.locate(repo_id, filename, revision)
+        with hub_errors(f"{repo_id}/{filename}", self.endpoint):
+            data = self._read_range(location.url, 0, max_bytes - 1)
+        return data.decode("utf-8", errors="replace")
+
     def _read_range(self, url: str, start: int, end: int) -> bytes:
         from huggingface_hub import get_session
         from huggingface_hub.utils import hf_raise_for_status

@@ -68,3 +68,38 @@ class ModelRepository:
             )
             for row in rows
         ]
+
+
+@dataclass(frozen=True)
+class RecipeRow:
+    """A model's merge recipe as read from its repo (hub.merge_recipe.FoundRecipe's fields)."""
+
+    repo_id: str | None
+    file: str | None
+    text: str | None
+    note: str
+
+
+class RecipeRepository:
+    """The merge recipe kept with each library model (migration 0007)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def put(self, model_id: int, recipe: RecipeRow) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO model_recipes (model_id, repo_id, file, text, note) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(model_id) DO UPDATE SET repo_id = excluded.repo_id, file = excluded.file, "
+                "text = excluded.text, note = excluded.note, "
+                "fetched_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now')",
+                (model_id, recipe.repo_id, recipe.file, recipe.text, recipe.note),
+            )
+
+    def get(self, model_id: int) -> RecipeRow | None:
+        conn = self.db.connect()
+        try:
+            row = conn.execute("SELECT * FROM model_recipes WHERE model_id = ?", (model_id,)).fetchone()
+        finally:
+            conn.close()
+        return RecipeRow(row["repo_id"], row["file"], row["text"], row["note"]) if row else None

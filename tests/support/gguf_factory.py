@@ -215,3 +215,50 @@ def write_quantized_moe(path: Path, spec: TinyModelSpec = TinyModelSpec(), *, pe
     if split_max_tensors:
         return writer.format_shard_names(path)[0]
     return path
+
+
+# --- a MoE whose router is known --------------------------------------------------------------------
+
+# Each expert's words: the routed MoE's router sends these tokens to that expert in every layer. Single
+# letters, because the vocabulary's SentencePiece merges reach "▁A" but not whole words ("▁dr" is no piece).
+ROUTED_WORDS = (("A", "B", "C"), ("D", "E", "F"), ("G", "H", "I"), ("J", "K", "L"))
+ROUTED_PROMPTS = tuple((" ".join(words), " ".join(reversed(words)), f"{words[1]} {words[0]}") for words in ROUTED_WORDS)
+
+
+def write_routed_moe(path: Path, source_repo: str | None = None) -> Path:
+    """The tiny MoE (4 experts, 2 per token) built like a `cheap_embed` frankenMoE: expert e's gate row
+    points along one embedding dimension, and the tokens of ROUTED_WORDS[e] carry a large component
+    along it. Attention and expert outputs are zero, so the hidden state every router sees is the
+    token's embedding: those tokens give expert e nearly all of their router weight in every layer.
+    `source_repo` is written as general.source.repo_url (where a recipe is looked for)."""
+    spec = TinyModelSpec()
+    tokens = vocabulary()[0]
+    tensors = dict(_tensors(spec))
+    embd = tensors["token_embd.weight"]
+    for expert, words in enumerate(ROUTED_WORDS):
+        for word in words:
+            embd[tokens.index("▁" + word), 1 + expert] += 12.0
+    for layer in range(spec.n_layer):
+        gate = np.zeros((spec.n_expert, spec.n_embd), dtype=np.float32)
+        for expert in range(spec.n_expert):
+            gate[expert, 1 + expert] = 4.0
+        tensors[f"blk.{layer}.ffn_gate_inp.weight"] = gate
+        tensors[f"blk.{layer}.attn_output.weight"][:] = 0.0
+        tensors[f"blk.{layer}.ffn_down_exps.weight"][:] = 0.0
+    writer = _start_writer(path, spec)
+    if source_repo:
+        writer.add_source_repo_url(f"https://huggingface.co/{source_repo}")
+    for name, data in tensors.items():
+        writer.add_tensor(name, data)
+    _finish(writer)
+    return path
+
+
+def routed_recipe(gate_mode: str = "cheap_embed") -> str:
+    """The mergekit-moe config the routed MoE "was built from": ROUTED_PROMPTS as positive prompts."""
+    lines = ["base_model: test/routed-base", f"gate_mode: {gate_mode}", "dtype: bfloat16", "experts:"]
+    for expert, prompts in enumerate(ROUTED_PROMPTS):
+        lines.append(f"  - source_model: test/expert-{expert}")
+        lines.append("    positive_prompts:")
+        lines += [f'      - "{prompt}"' for prompt in prompts]
+    return "\n".join(lines) + "\n"

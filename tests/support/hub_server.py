@@ -78,6 +78,12 @@ class FakeHub:
         self.repos.setdefault(repo_id, HostedRepo()).files[name] = hosted
         return hosted
 
+    def add_text(self, repo_id: str, name: str, text: str, folder: Path) -> HostedFile:
+        """Hosts `text` as repo_id/name (written into `folder` first)."""
+        source = folder / f"{repo_id.replace('/', '--')}--{name}"
+        source.write_text(text, encoding="utf-8")
+        return self.add_file(repo_id, name, source)
+
     def ranges_for(self, name: str) -> list[str | None]:
         return [r.range for r in self.requests if r.method == "GET" and r.path.endswith("/" + name)]
 
@@ -264,10 +270,14 @@ class HostedModels:
     old_layout: Path  # the same model with one tensor per expert (repo test/old-moe-GGUF)
     split_first: Path  # the same model as a 3-part split GGUF (repo test/tiny-moe-GGUF)
     blob: Path  # 24 MiB of random bytes: big enough for http_get's 10 MiB chunks (repo test/blobs)
+    routed: Path  # the MoE with a known router (repo test/routed-GGUF; its recipe in test/routed-experts)
+
+
+BROKEN_RECIPE = "base_model: test/routed-base\nexperts:\n  - source_model: [test/expert-0\n    positive_prompts: [A B C]\n"
 
 
 def populate(hub: FakeHub, folder: Path) -> HostedModels:
-    from tests.support.gguf_factory import write_quantized_moe
+    from tests.support.gguf_factory import routed_recipe, write_quantized_moe, write_routed_moe
 
     folder.mkdir(parents=True, exist_ok=True)
     tiny = write_quantized_moe(folder / "tiny-moe.Q8_0.gguf")
@@ -286,4 +296,13 @@ def populate(hub: FakeHub, folder: Path) -> HostedModels:
     hub.add_file("test/gated-GGUF", tiny.name, tiny)
     hub.repos["test/gated-GGUF"].token = GATED_TOKEN
     hub.repos["test/tiny-moe-GGUF"].downloads = 100
-    return HostedModels(tiny, old, split_first, blob)
+    # Merge recipes: a GGUF whose metadata names its source repo, which holds the recipe; one whose source
+    # holds a recipe that does not parse (tiny-moe-GGUF names no source and holds none).
+    routed = write_routed_moe(folder / "routed-moe.F32.gguf", source_repo="test/routed-experts")
+    hub.add_file("test/routed-GGUF", routed.name, routed)
+    hub.add_text("test/routed-experts", "README.md", "---\nlicense: apache-2.0\n---\n# Routed MoE\n", folder)
+    hub.add_text("test/routed-experts", "mergekit_moe_config.yml", routed_recipe(), folder)
+    broken = write_routed_moe(folder / "broken-recipe-moe.F32.gguf", source_repo="test/broken-recipe")
+    hub.add_file("test/broken-recipe-GGUF", broken.name, broken)
+    hub.add_text("test/broken-recipe", "mergekit_moe_config.yml", BROKEN_RECIPE, folder)
+    return HostedModels(tiny, old, split_first, blob, routed)

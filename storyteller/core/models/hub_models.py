@@ -13,6 +13,7 @@ from storyteller.core.context import AppContext
 from storyteller.core.models.conversion import Status, convert_in_place
 from storyteller.core.models.gguf_files import LibraryError, header_summary, size_or_zero
 from storyteller.core.models.machine import probe_machine
+from storyteller.core.models.recipes import Recipes
 from storyteller.core.settings_keys import AppSettings
 from storyteller.gguf_header import GGUFHeader, read_gguf_header
 from storyteller.hub.catalog import Catalog, CatalogEntry, ModelFiles, choose_by_quant, group_gguf_files
@@ -20,7 +21,7 @@ from storyteller.hub.client import HubClient, RepoListing, SearchHit, parse_repo
 from storyteller.hub.download import TransferMeter, TransferProgress, check_disk_space, download_file, part_path
 from storyteller.hub.fit import FitEstimate, Machine, ModelShape, estimate_fit
 from storyteller.hub.layout import has_per_expert_layout, layout_label
-from storyteller.storage.library import ModelRecord, ModelRepository
+from storyteller.storage.library import ModelRecord, ModelRepository, RecipeRepository
 
 DEFAULT_CONTEXT = 4096
 
@@ -54,6 +55,7 @@ class HubModels:
         self._client = client
         self._machine = machine
         self._disk_free = disk_free
+        self.recipes = Recipes(RecipeRepository(ctx.db), lambda: self.client)
 
     # --- the session ----------------------------------------------------------------------
 
@@ -156,5 +158,9 @@ class HubModels:
             header=header_summary(header), repo_id=repo_id, revision=revision, quant=model.quant,
             catalog_id=entry.id if entry else None, part_paths=[str(p) for p in paths],
         )
+        saved = self.records.upsert(record)
+        if saved.header.get("experts"):
+            status("Reading the merge recipe…")
+            status(self.recipes.fetch(saved, entry, header).note)
         status(f"Downloaded and verified {model.name}")
-        return self.records.upsert(record)
+        return saved

@@ -27,6 +27,7 @@ from storyteller.hub.client import HubClient, SearchHit
 from storyteller.hub.download import TransferProgress
 from storyteller.hub.fit import FitEstimate, Machine
 from storyteller.hub.layout import has_per_expert_layout
+from storyteller.hub.merge_recipe import FoundRecipe
 from storyteller.hub.moe_fit import FitPlans, TensorBudget, plan_offload
 from storyteller.storage.library import ModelRecord, ModelRepository
 
@@ -146,6 +147,15 @@ class Library:
             record.size_bytes = upgraded.stat().st_size
             self.models.upsert(record)
         return upgraded
+
+    def recipe(self, record: ModelRecord) -> FoundRecipe | None:
+        """The merge recipe kept with the model (None: never looked for)."""
+        return self.hub.recipes.kept(record)
+
+    def fetch_recipe(self, record: ModelRecord) -> FoundRecipe:
+        """Looks for the model's merge recipe on the Hub again and keeps what it finds (or why not)."""
+        header = read_local_header(Path(record.path)) if Path(record.path).is_file() else None
+        return self.hub.recipes.fetch(record, self.catalog_entry(record), header)
 
     def probe_load(self, path: Path) -> list[int]:
         """Loads `path` in a spare engine (the loaded model stays) and generates a few greedy tokens."""

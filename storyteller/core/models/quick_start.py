@@ -50,7 +50,7 @@ class QuickStart:
         """The quick-start model, then every catalog entry made of named experts (a frankenMoE); with
         `machine` (Library.machine()), each with its fit estimate there."""
         catalog = self.library.catalog.models
-        entries = [e for e in catalog if e.id == QUICK_START_ID] + [e for e in catalog if e.experts and e.id != QUICK_START_ID]
+        entries = [e for e in catalog if e.id == QUICK_START_ID] + [e for e in catalog if e.frankenmoe and e.id != QUICK_START_ID]
         starters = []
         for entry in entries:
             hint = recommended_file(entry)

@@ -14,6 +14,8 @@ from storyteller.core.errors import UserError
 from storyteller.core.models.completion import loaded_model
 from storyteller.core.models.library import Library
 from storyteller.core.routing.capture import reply_traces
+from storyteller.core.routing.naming import ExpertNaming, name_experts
+from storyteller.core.routing.probe import ProbeProgress, probe_router
 from storyteller.core.routing.router import RoutingTrace, UsageSummary, jsonl_records, summarize
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import Done, GenerateRequest, PromptProgress, TextChunk
@@ -123,12 +125,35 @@ class Experts:
         name = Path(model_path).name
         return next((e for e in library.catalog.models for r in e.gguf_repos for f in r.files if f.file == name), None)
 
+    def naming(self, model_path: str, n_experts: int) -> ExpertNaming:
+        """Each expert's source model (in router order, when known), from the merge recipe kept with the
+        model's library record, else from the catalog."""
+        record = self.library.models.get_by_path(model_path)
+        found = self.library.recipe(record) if record is not None else None
+        return name_experts(n_experts, self.catalog_entry_for(model_path), found)
+
     def expert_sources(self, model_path: str, n_experts: int) -> list[str] | None:
-        """The source model of each expert, in router order, when the catalog knows the model."""
-        entry = self.catalog_entry_for(model_path)
-        if entry is None or len(entry.experts) != n_experts:
-            return None
-        return list(entry.experts)
+        """The source model of each expert, in router order, when that order is known."""
+        return self.naming(model_path, n_experts).sources
+
+    def loaded_naming(self) -> ExpertNaming | None:
+        """The loaded model's expert naming (recipe, catalog), or None without a loaded MoE."""
+        info = self.ctx.engine.model_info
+        return self.naming(info.path, info.expert_count) if info is not None and info.expert_count else None
+
+    def probe_router(self) -> Iterator[ProbeProgress]:
+        """Runs the loaded model's recipe prompts through its router (see probe.py); nothing is saved."""
+        info = loaded_model(self.ctx.engine, ExpertsError)
+        return probe_router(self.ctx.engine, self.naming(info.path, info.expert_count).recipe)
+
+    def fetch_recipe(self) -> ExpertNaming:
+        """Looks for the loaded model's merge recipe on the Hub again (a library model only)."""
+        info = loaded_model(self.ctx.engine, ExpertsError)
+        record = self.library.models.get_by_path(info.path)
+        if record is None:
+            raise ExpertsError("this model is not in the library: add it in the Models tab first")
+        self.library.fetch_recipe(record)
+        return self.naming(info.path, info.expert_count)
 
     # --- comparing expert counts ----------------------------------------------------------
 

@@ -3,7 +3,8 @@
 Pick a chat and one of its replies: a layer × expert heatmap of the reply's generated tokens, its
 words coloured by their leading expert (hover or click one for its experts in every layer), and
 summaries for the reply and the whole chat. The capture switch, the JSON Lines export and the
-comparison of expert counts (the last reply written again with 1, 2 and 3 experts) live here too.
+comparison of expert counts (the last reply written again with 1, 2 and 3 experts) live here too; the
+merge recipe and the router probe, beside the heatmap, in experts_recipe.py.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from storyteller.core.routing.router import (
     summarize,
 )
 from storyteller.core.services import Services
+from storyteller.ui.tabs import experts_recipe
 from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.errors import USER_ERRORS
@@ -151,7 +153,11 @@ def build(services: Services, activity: Activity) -> None:
             reply_pick = gr.Dropdown([], label="Reply", elem_id="experts-reply", scale=3)
             refresh_btn = gr.Button("Refresh", elem_id="experts-refresh", scale=1)
         summary_md = gr.Markdown(elem_id="experts-headline")
-        heatmap = gr.HTML(elem_id="experts-heatmap", css_template=CSS)
+        with gr.Row():
+            with gr.Column(scale=3):
+                heatmap = gr.HTML(elem_id="experts-heatmap", css_template=CSS)
+            with gr.Column(scale=2):
+                recipe, refresh_recipe = experts_recipe.build(services, activity)
         words = gr.HTML(elem_id="experts-tokens", css_template=CSS)
         with gr.Accordion("The whole chat", open=False):
             chat_md = gr.Markdown(elem_id="experts-chat-headline")
@@ -174,10 +180,11 @@ def build(services: Services, activity: Activity) -> None:
                 return "No model loaded."
             if not info.expert_count:
                 return f"{describe_model(info)}  \n**This model has no experts** (a dense model): there is no router to show."
-            sources = services.experts.expert_sources(info.path, info.expert_count)
-            if sources is None:
-                return describe_model(info)
-            return f"{describe_model(info)}  \nExperts: {', '.join(expert_labels(info.expert_count, sources))}"
+            naming = services.experts.naming(info.path, info.expert_count)
+            if naming.sources is None:
+                return describe_model(info) + ("  \nThe experts' source models are not known in router order."
+                                               if naming.note else "")
+            return f"{describe_model(info)}  \nExperts: {', '.join(expert_labels(info.expert_count, naming.sources))}"
 
         def chats_update(current: str | None):
             choices = [(title, chat_id) for chat_id, title in services.experts.routed_chats()]
@@ -282,6 +289,7 @@ def build(services: Services, activity: Activity) -> None:
         ]
         for event in refreshed:
             event.then(on_reply, [routing_state, reply_pick], reply_outputs)
+            event.then(refresh_recipe, None, recipe.outputs)
         chat_pick.input(on_chat, chat_pick, chat_outputs).then(on_reply, [routing_state, reply_pick], reply_outputs)
         reply_pick.input(on_reply, [routing_state, reply_pick], reply_outputs)
         capture.input(on_capture, capture, capture_md)

@@ -27,8 +27,8 @@ def catalog_card(entry: CatalogEntry) -> str:
         f"Original: `{entry.original_repo}` · {experts} · prompt format `{entry.prompt_format}` · "
         f"context {entry.context.practical} (max {entry.context.maximum}) · license {entry.license}",
     ]
-    if entry.experts:
-        lines.append("Experts in order: " + ", ".join(f"{i}. {name}" for i, name in enumerate(entry.experts, 1)))
+    if (experts_line := entry.experts_line()) is not None:
+        lines.append(experts_line + (f" · {entry.router_note}" if entry.router_note else ""))
     if entry.gguf_repos:
         lines.append("GGUF repos: " + ", ".join(f"`{r.repo}`" for r in entry.gguf_repos))
     else:
