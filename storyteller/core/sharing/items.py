@@ -59,7 +59,8 @@ class SharedItem:
             creator = self.content.card.data.creator
             return f"character {self.content.card.name!r}" + (f" by {creator}" if creator else "")
         if isinstance(self.content, LorebookDoc):
-            return f"{entry_count(self.content)} entries"
+            n = entry_count(self.content)
+            return f"{n} entr{'y' if n == 1 else 'ies'}"
         return ""
 
 

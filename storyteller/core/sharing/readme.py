@@ -54,7 +54,7 @@ def render_readme(repo: str, index: ShareIndex) -> str:
     books = [i for i in index.items if i.kind == "lorebook"]
     if books:
         lines += ["## Lorebooks", ""]
-        lines += [f"- **{_text(i.name)}**: {i.summary.get('entries', '?')} entries (`{i.path}`, lorebook V3 JSON)" for i in books]
+        lines += [f"- **{_text(i.name)}**: {_entries(i.summary.get('entries'))} (`{i.path}`, lorebook V3 JSON)" for i in books]
         lines.append("")
     lines += ["## Files", "", f"`{INDEX_FILE}` lists every item with its sha256; Storyteller checks each file against it "
               "before installing.", ""]
@@ -66,6 +66,10 @@ def _contents(index: ShareIndex) -> str:
               (("preset", "sampling preset"), ("card", "character card"), ("lorebook", "lorebook"))]
     parts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in counts if n]
     return f"Shared from Storyteller (a local storytelling app for GGUF models): {', '.join(parts) or 'nothing yet'}."
+
+
+def _entries(n: object) -> str:
+    return f"{n} entry" if n == 1 else f"{n if isinstance(n, int) else '?'} entries"
 
 
 def _text(value: object) -> str:
