@@ -49,7 +49,7 @@ def build(services: Services) -> None:
             look_btn = gr.Button("Look", variant="primary", elem_id="share-look")
         offered = gr.Markdown(elem_id="share-offer")
         avatars = gr.Gallery(label="Characters", visible=False, height=180, columns=8, object_fit="contain",
-                             allow_preview=False, elem_id="share-avatars")
+                             allow_preview=False, fit_columns=False, interactive=False, elem_id="share-avatars")
         choose = gr.CheckboxGroup(label="Install", visible=False, elem_id="share-choose")
         install_btn = gr.Button("Install", variant="primary", visible=False, elem_id="share-install")
         installed = gr.Markdown(elem_id="share-installed")
