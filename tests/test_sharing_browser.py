@@ -11,7 +11,7 @@ from storyteller.core.cards.lorebooks import lorebook_json
 from storyteller.core.presets.presets import preset_from_settings
 from storyteller.core.services import Services
 from tests.support.app_runner import running_app
-from tests.support.browser import WAIT_MS
+from tests.support.browser import WAIT_MS, open_tab
 from tests.support.card_factory import b64json, sillytavern_card, write_png
 from tests.support.hub_server import FakeHub
 from tests.support.paths import SCREENSHOTS
@@ -55,7 +55,7 @@ def test_publish_from_the_presets_tab_and_install_in_a_second_data_folder(browse
         with running_app(alice_dir, env=env) as alice:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(alice.url)
-            page.get_by_role("tab", name="Presets").click()
+            open_tab(page, "Presets")
             page.get_by_role("button", name="Share on the Hub").click()
             page.locator("#share-repo textarea, #share-repo input").first.fill("alice/night-shelf")
             pick(page, "#share-presets", "Night Owl")
@@ -72,7 +72,7 @@ def test_publish_from_the_presets_tab_and_install_in_a_second_data_folder(browse
         with running_app(bob_dir, env=env) as bob:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.goto(bob.url)
-            page.get_by_role("tab", name="Presets").click()
+            open_tab(page, "Presets")
             page.get_by_role("button", name="Get from the Hub").click()
             page.locator("#share-search").click()
             wait_text(page, "#share-found", "datasets/alice/night-shelf")
