@@ -27,6 +27,7 @@ from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.routing.experts import Experts
 from storyteller.core.samples.samples import Samples
 from storyteller.core.settings_keys import AppSettings
+from storyteller.core.sharing.service import Sharing
 from storyteller.engine.interface import Engine, LoadSettings, ModelInfo
 
 
@@ -79,6 +80,11 @@ class Services:
     @cached_property
     def presets(self) -> PresetLibrary:
         return PresetLibrary(self.ctx)
+
+    @cached_property
+    def sharing(self) -> Sharing:
+        """Presets, cards and lorebooks published to and installed from Hub repos."""
+        return Sharing(self.ctx, self.presets, self.characters, self.lorebooks)
 
     @cached_property
     def library(self) -> Library:

@@ -34,6 +34,8 @@ LOAD_DEFAULTS_KEY = "load.defaults"
 # The UI's colours: "system" follows the browser's light or dark preference; "light" and "dark" hold.
 THEME_KEY = "ui.theme"
 THEMES = ("system", "light", "dark")
+# What came from shared Hub repos: {repo: {"revision", "items": {path: {"kind", "sha256", "local"}}}}.
+SHARE_INSTALLS_KEY = "share.installed"
 
 
 class LoadDefaults(BaseModel):
@@ -125,3 +127,10 @@ class AppSettings:
         if theme not in THEMES:
             raise ValueError(f"unknown theme {theme!r}: one of {', '.join(THEMES)}")
         self.repo.set(THEME_KEY, theme)
+
+    def share_installs(self) -> dict:
+        saved = self.repo.get(SHARE_INSTALLS_KEY)
+        return saved if isinstance(saved, dict) else {}
+
+    def set_share_installs(self, installs: dict) -> None:
+        self.repo.set(SHARE_INSTALLS_KEY, installs)

@@ -23,6 +23,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 
+from tests.support import hub_commits
+from tests.support.hub_commits import WritableRepo
+
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -54,6 +57,9 @@ class FakeHub:
         self.requests: list[RequestRecord] = []
         self.drop_after: dict[str, int] = {}  # file path -> bytes sent before the connection drops (once)
         self.bytes_per_second: float | None = None  # throttle for the CDN
+        # The writable side (tests/support/hub_commits.py): repos by (type, id), users by token.
+        self.written: dict[tuple[str, str], WritableRepo] = {}
+        self.accounts: dict[str, str] = {}
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
@@ -104,11 +110,17 @@ class FakeHub:
             def do_GET(self):
                 self._route(head=False)
 
+            def do_POST(self):
+                self._route(head=False)
+
             def _route(self, head: bool):
                 url = urlsplit(self.path)
                 path = unquote(url.path)
                 hub.requests.append(RequestRecord(self.command, path, self.headers.get("Range"), self._bearer() is not None))
                 query = parse_qs(url.query)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if self.command == "POST" else b""
+                if hub_commits.route(self, hub, self.command, path, query, body):
+                    return
                 if path == "/api/models":
                     return self._search(query)
                 if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/[^/]+)?", path):
@@ -235,9 +247,9 @@ class FakeHub:
                 except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
 
-            def _json(self, payload):
+            def _json(self, payload, status: int = 200):
                 body = json.dumps(payload).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -172,6 +172,21 @@ class CharacterLibrary:
             raise
         return self.get(character_id)
 
+    def replace(self, character: Character, package: CardPackage) -> Character:
+        """The character (same id, so its chats stay) with another card file's content: card, image, files."""
+        stored: set[str] = set()
+        try:
+            avatar = self.media.put(package.avatar, package.avatar_ext or "png") if package.avatar is not None else None
+            stored.add(avatar)
+            assets = {uri: self.media.put(body, _extension(uri)) for uri, body in package.assets.items()}
+            stored.update(assets.values())
+            self.rows.update(character.id, package.card.doc, avatar, assets)
+        except BaseException:
+            self.media.remove_unreferenced(self.db, stored - {None})
+            raise
+        self._forget(character, keep=self.get(character.id))
+        return self.get(character.id)
+
     def export(self, character: Character, fmt: ExportFormat, spec: Spec | None = None) -> tuple[str, ExportedCard]:
         """The export's bytes and a safe file name for it (the card's name, path separators removed)."""
         exported = export_card(self.package(character), fmt, spec)

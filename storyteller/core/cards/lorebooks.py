@@ -38,8 +38,10 @@ class LorebookLibrary:
         """Raises CardFileError (naming the file) when it is not a lorebook."""
         doc = read_lorebook_file(Path(path), label)
         # World info files carry no name of their own: SillyTavern names them by the file.
-        name = doc.name or Path(label or path).stem
-        return self.get(self.rows.add(name, doc.format, doc.raw, Path(label or path).name))
+        return self.add(doc, doc.name or Path(label or path).stem, Path(label or path).name)
+
+    def add(self, doc: LorebookDoc, name: str, source_file: str | None = None) -> StoredLorebook:
+        return self.get(self.rows.add(name, doc.format, doc.raw, source_file))
 
     def create(self, name: str) -> StoredLorebook:
         doc = {"spec": "lorebook_v3", "data": {"name": name, "description": "", "extensions": {}, "entries": []}}

@@ -167,9 +167,14 @@ def read_document(path: Path) -> object:
         raise PresetError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
 
 
+def preset_file_text(preset: Preset) -> str:
+    """The preset file's text, as `presets export` writes it."""
+    return json.dumps(preset.to_document(), indent=2, ensure_ascii=False) + "\n"
+
+
 def write_preset_file(preset: Preset, path: Path) -> None:
     """Writes the preset file; a file that cannot be written completely is not left half-written."""
-    text = json.dumps(preset.to_document(), indent=2, ensure_ascii=False) + "\n"
+    text = preset_file_text(preset)
     partial = path.with_name(path.name + ".part")
     try:
         partial.write_text(text, encoding="utf-8")

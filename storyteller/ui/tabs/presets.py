@@ -20,6 +20,7 @@ from storyteller.core.presets.presets import (
     write_preset_file,
 )
 from storyteller.core.services import Services
+from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.engine import SamplerSettings
 from storyteller.engine.sampling import SAMPLER_NAMES
@@ -299,3 +300,4 @@ def build(services: Services) -> None:
         # another browser may have changed them).
         gr.on(None, lambda: editor(library.default_name() or library.names()[0]), None, editor_outputs,
               show_progress="hidden")
+        sharing.build(services)  # "Share on the Hub" and "Get from the Hub", below the editor

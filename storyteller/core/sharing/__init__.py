@@ -1,0 +1,1 @@
+"""Sharing presets, character cards and lorebooks through Hugging Face Hub repos."""
