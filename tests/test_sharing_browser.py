@@ -1,5 +1,7 @@
-"""The Presets tab's Hub sharing in Chromium: publish a preset, a card and a lorebook from one app, then look at
-the repo and install it from a second app on another data folder; both against the FakeHub."""
+"""Hub sharing in Chromium, against the FakeHub: publish a preset, a card and a lorebook from the Presets tab of
+one app, then look at the repo and install it from a second app on another data folder, whose preset picker,
+gallery and lorebook list show them at once; and publish a card from Characters › Cards and a lorebook from
+Characters › Lorebooks."""
 
 from __future__ import annotations
 
@@ -85,6 +87,14 @@ def test_publish_from_the_presets_tab_and_install_in_a_second_data_folder(browse
             page.locator("#share-install").click()
             wait_text(page, "#share-installed", "Installed from datasets/alice/night-shelf")
             page.locator("#share-get").screenshot(path=str(SCREENSHOTS / "sharing-installed.png"))
+            page.locator("#preset-picker input").click()  # no reload: the picker already offers the new preset
+            page.get_by_role("option", name="Night Owl").wait_for(timeout=WAIT_MS)
+            page.screenshot(path=str(SCREENSHOTS / "sharing-installed-picker.png"))
+            page.keyboard.press("Escape")
+            open_tab(page, "Characters")
+            wait_text(page, "#character-gallery", "Seraphina")
+            open_tab(page, "Lorebooks")
+            page.wait_for_function("() => document.querySelector('#lorebook-pick input')?.value === 'Eldoria'", timeout=WAIT_MS)
             page.close()
 
     theirs, ours = Services.open(alice_dir), Services.open(bob_dir)
@@ -95,3 +105,39 @@ def test_publish_from_the_presets_tab_and_install_in_a_second_data_folder(browse
     finally:
         theirs.close()
         ours.close()
+
+
+def test_publish_the_shown_card_and_lorebook_from_the_characters_tab(browser, tmp_path):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with FakeHub() as hub:
+        hub.accounts[TOKEN] = "alice"
+        stock(tmp_path / "alice", tmp_path)
+        with running_app(tmp_path / "alice", env={"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN}) as alice:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(alice.url)
+            open_tab(page, "Characters")
+            page.locator("#character-gallery img").first.click()
+            page.get_by_role("button", name="Share on the Hub").click()
+            page.locator("#card-share-repo textarea, #card-share-repo input").first.fill("alice/seraphina")
+            page.locator("#card-share-message textarea, #card-share-message input").first.fill("Seraphina, first shared")
+            page.locator("#card-share-private input").check()
+            page.locator("#card-share-publish-button").click()
+            wait_text(page, "#card-share-published", "Published to")
+            page.locator("#card-share").screenshot(path=str(SCREENSHOTS / "sharing-card-published.png"))
+
+            open_tab(page, "Lorebooks")
+            page.wait_for_function("() => document.querySelector('#lorebook-pick input')?.value === 'Eldoria'", timeout=WAIT_MS)
+            page.locator("#lorebook-share").get_by_role("button", name="Share on the Hub").click()
+            page.locator("#lorebook-share-repo textarea, #lorebook-share-repo input").first.fill("alice/seraphina")
+            page.locator("#lorebook-share-publish-button").click()
+            wait_text(page, "#lorebook-share-published", "Published to")
+            page.locator("#lorebook-share").screenshot(path=str(SCREENSHOTS / "sharing-lorebook-published.png"))
+            page.close()
+        repo = hub.written[("dataset", "alice/seraphina")]
+        files = repo.files()
+
+    assert len(repo.commits) == 2, "one commit per publish"
+    assert repo.private and repo.commits[0].message == "Seraphina, first shared"
+    assert any(f.startswith("cards/") and f.endswith(".png") for f in files), files
+    assert any(f.startswith("lorebooks/") and f.endswith(".json") for f in files), files
+    assert not any(f.startswith("presets/") for f in files), "only the shown card and lorebook"

@@ -300,4 +300,7 @@ def build(services: Services) -> None:
         # another browser may have changed them).
         gr.on(None, lambda: editor(library.default_name() or library.names()[0]), None, editor_outputs,
               show_progress="hidden")
-        sharing.build(services)  # "Share on the Hub" and "Get from the Hub", below the editor
+        # "Share on the Hub" and "Get from the Hub", below the editor; installed presets join the picker at once.
+        installed = sharing.build(services)
+        installed.then(lambda: (gr.update(choices=preset_choices(library)), own_presets_line(library)), None,
+                       [picker, own_md], show_progress="hidden", **serial)

@@ -1,5 +1,6 @@
-"""The Presets tab's Hub sharing: "Share on the Hub" (presets, cards and lorebooks into a repo, one commit) and
-"Get from the Hub" (a repo's items previewed, then the chosen ones installed), with a search by tag.
+"""Hub sharing. The Presets tab's "Share on the Hub" (presets, cards and lorebooks into a repo, one commit) and
+"Get from the Hub" (a repo's items previewed, then the chosen ones installed), with a search by tag; and the
+smaller "Share on the Hub" box the Cards and Lorebooks tabs have for the card or lorebook they show.
 
 The offer being looked at is kept in the browser session's state, so Install writes exactly what was
 previewed (the same commit), whatever the repo got meanwhile.
@@ -8,9 +9,11 @@ previewed (the same commit), whatever the repo got meanwhile.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.events import Dependency
 
 from storyteller.core.cards.card_files import CardPackage
 from storyteller.core.services import Services
@@ -18,26 +21,76 @@ from storyteller.core.sharing.install import Offer
 from storyteller.ui.widgets.downloads import LIBRARY_ERRORS
 
 STATUS_WORDS = {"new": "new", "changed": "changed", "unchanged": "unchanged", "refused": "**refused**"}
+ABOUT_PUBLISHING = ("Writes into a Hugging Face repo (a dataset repo, made if missing) in one commit, with a README "
+                    "and an index. Needs an HF token with write access (Settings).")
 
 
-def build(services: Services) -> None:
-    """The two sections, under the preset editor; the caller is inside the Presets tab."""
+@dataclass(frozen=True)
+class PublishForm:
+    """The repo, private and commit-message boxes, the Publish button and the line saying what happened."""
+
+    repo: gr.Textbox
+    private: gr.Checkbox
+    message: gr.Textbox
+    button: gr.Button
+    published: gr.Markdown
+
+
+def repo_box(prefix: str) -> gr.Textbox:
+    return gr.Textbox(label="Repo", placeholder="your-name/my-shelf", scale=2, elem_id=f"{prefix}-repo")
+
+
+def publish_form(prefix: str, repo: gr.Textbox) -> PublishForm:
+    """The private and commit-message boxes and the Publish button in a row, then the outcome line; elem_ids
+    start with `prefix`."""
+    with gr.Row():
+        private = gr.Checkbox(label="Private (a new repo)", elem_id=f"{prefix}-private")
+        message = gr.Textbox(label="Commit message (optional)", scale=3, elem_id=f"{prefix}-message")
+        button = gr.Button("Publish", variant="primary", elem_id=f"{prefix}-publish-button")
+    return PublishForm(repo, private, message, button, gr.Markdown(elem_id=f"{prefix}-published"))
+
+
+def publish(services: Services, repo: str, *, is_private: bool, message: str, **chosen) -> tuple[str, str | None]:
+    """Publishes the `chosen` items (Sharing.publish's presets/cards/lorebooks/models): the line saying where to
+    (or why not), and the README the repo got (None when nothing was published)."""
+    try:
+        report = services.sharing.publish(repo, private=is_private, message=message or None, **chosen)
+    except LIBRARY_ERRORS as exc:
+        gr.Warning(str(exc))
+        return f"Not published: {exc}", None
+    notes = "".join(f"\n- {note}" for note in report.notes)
+    return (f"Published to [{report.repo}]({report.url}) (commit `{report.commit[:12]}`): "
+            f"{', '.join(f'`{f}`' for f in report.files)}.{notes}", report.readme)
+
+
+def build_publish_one(services: Services, kind: str, selected: gr.components.Component) -> None:
+    """A small "Share on the Hub" box publishing the card or lorebook (`kind`) whose id `selected` holds."""
+    with gr.Accordion("Share on the Hub", open=False, elem_id=f"{kind}-share"):
+        gr.Markdown(f"Publishes this {kind}. {ABOUT_PUBLISHING}")
+        form = publish_form(f"{kind}-share", repo_box(f"{kind}-share"))
+
+    def on_publish(item_id, repo_text, is_private, message_text):
+        if item_id is None:
+            return f"Choose a {kind} first."
+        return publish(services, repo_text, is_private=is_private, message=message_text, **{f"{kind}s": [str(item_id)]})[0]
+
+    form.button.click(on_publish, [selected, form.repo, form.private, form.message], form.published)
+
+
+def build(services: Services) -> Dependency:
+    """The two sections, under the preset editor; the caller is inside the Presets tab. The install event is
+    returned so the caller can show the new presets."""
     sharing = services.sharing
     with gr.Accordion("Share on the Hub", open=False, elem_id="share-publish") as publish_box:
-        gr.Markdown("Writes the chosen items into a Hugging Face repo (a dataset repo, made if missing) in one "
-                    "commit, with a README and an index. Needs an HF token with write access (Settings).")
+        gr.Markdown(f"Presets, characters and lorebooks. {ABOUT_PUBLISHING}")
         with gr.Row():
-            repo = gr.Textbox(label="Repo", placeholder="your-name/my-presets", elem_id="share-repo")
+            repo = repo_box("share")
             models = gr.Textbox(label="Made for models (optional)", placeholder="owner/model-GGUF, …", elem_id="share-models")
         with gr.Row():
             presets = gr.Dropdown(label="Presets", multiselect=True, elem_id="share-presets")
             cards = gr.Dropdown(label="Characters", multiselect=True, elem_id="share-cards")
             books = gr.Dropdown(label="Lorebooks", multiselect=True, elem_id="share-lorebooks")
-        with gr.Row():
-            private = gr.Checkbox(label="Private (a new repo)", elem_id="share-private")
-            message = gr.Textbox(label="Commit message (optional)", scale=3, elem_id="share-message")
-            publish_btn = gr.Button("Publish", variant="primary", elem_id="share-publish-button")
-        published = gr.Markdown(elem_id="share-published")
+        form = publish_form("share", repo)
         with gr.Accordion("The README the repo got", open=False, visible=False) as readme_box:
             readme = gr.Code(language="markdown", interactive=False, elem_id="share-readme")
 
@@ -68,16 +121,11 @@ def build(services: Services) -> None:
         }
 
     def on_publish(repo_text, preset_names, card_ids, book_ids, models_text, is_private, message_text):
-        try:
-            report = sharing.publish(repo_text, presets=preset_names or [], cards=card_ids or [], lorebooks=book_ids or [],
-                                     models=(models_text or "").split(","), private=is_private, message=message_text or None)
-        except LIBRARY_ERRORS as exc:
-            gr.Warning(str(exc))
-            return {published: f"Not published: {exc}", readme_box: gr.update(visible=False)}
-        notes = "".join(f"\n- {note}" for note in report.notes)
-        return {published: f"Published to [{report.repo}]({report.url}) (commit `{report.commit[:12]}`): "
-                           f"{', '.join(f'`{f}`' for f in report.files)}.{notes}",
-                readme_box: gr.update(visible=True, open=True), readme: report.readme}
+        line, got = publish(services, repo_text, is_private=is_private, message=message_text, presets=preset_names or [],
+                            cards=card_ids or [], lorebooks=book_ids or [], models=(models_text or "").split(","))
+        if got is None:
+            return {form.published: line, readme_box: gr.update(visible=False)}
+        return {form.published: line, readme_box: gr.update(visible=True, open=True), readme: got}
 
     def on_look(source_text, revision_text):
         try:
@@ -116,12 +164,13 @@ def build(services: Services) -> None:
         return "\n".join(f"- `datasets/{h.repo_id}` · {h.likes} likes · {h.last_modified}" for h in hits)
 
     publish_box.expand(choices, None, [presets, cards, books], show_progress="hidden")
-    publish_btn.click(on_publish, [repo, presets, cards, books, models, private, message], [published, readme_box, readme])
+    form.button.click(on_publish, [form.repo, presets, cards, books, models, form.private, form.message],
+                      [form.published, readme_box, readme])
     look_outputs = [offer_state, offered, avatars, choose, install_btn, installed]
     look_btn.click(on_look, [source, revision], look_outputs)
     source.submit(on_look, [source, revision], look_outputs)
-    install_btn.click(on_install, [offer_state, choose], [installed, install_btn, choose, offer_state])
     search_btn.click(on_search, search_text, found)
+    return install_btn.click(on_install, [offer_state, choose], [installed, install_btn, choose, offer_state])
 
 
 def describe(offer: Offer) -> str:

@@ -19,6 +19,7 @@ from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
 from storyteller.engine.interface import Engine
 from storyteller.ui.links import CharacterChatLink, ChatLink
+from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.choices import character_choices, persona_choices
 from storyteller.ui.widgets.errors import USER_ERRORS
@@ -155,6 +156,7 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
                     export_spec = gr.Dropdown([("card's own", ""), ("V3", "v3"), ("V2", "v2")], value="", label="JSON spec", scale=1)
                     export_btn = gr.Button("Export", scale=1, elem_id="export-card")
                 export_file = gr.File(label="Exported card", visible=False, elem_id="exported-card")
+                sharing.build_publish_one(services, "card", selected)
 
         text_fields = [name, nickname, description, personality, scenario, first_mes, mes_example,
                        system_prompt, post_history, creator_notes, creator, version]  # fmt: skip

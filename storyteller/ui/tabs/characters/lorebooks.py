@@ -11,6 +11,7 @@ from storyteller.core.cards.card_export import safe_file_name
 from storyteller.core.cards.lorebooks import lorebook_json
 from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
+from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor
 
@@ -48,6 +49,7 @@ def build(services: Services, parent: gr.Tab) -> None:
                 export_original = gr.Button("Export as imported")
                 delete_btn = gr.Button("Delete lorebook", variant="stop")
             export_file = gr.File(label="Exported lorebook", visible=False)
+            sharing.build_publish_one(services, "lorebook", pick)
 
         outputs = [pick, body, name, summary, empty]
 
