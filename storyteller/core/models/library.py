@@ -14,7 +14,8 @@ from pathlib import Path
 
 from storyteller.core.context import AppContext
 from storyteller.core.models.conversion import Status, convert_in_place, probe_load
-from storyteller.core.models.gguf_files import LibraryError, header_summary, human_size, read_local_header, split_parts
+from storyteller.core.models.gguf_files import (LibraryError, header_summary, human_size, read_local_header, size_or_zero,
+                                                split_parts)
 from storyteller.core.models.hub_models import DEFAULT_CONTEXT, FileCheck, HubModels, RepoView
 from storyteller.core.models.loading import load_model, offload_for
 from storyteller.core.models.machine import probe_machine
@@ -84,12 +85,23 @@ class Library:
         read_local_header(path)  # a clear error for a file that is no GGUF
         return tune(self.ctx, str(path), **options)
 
-    def offload_plans(self, header: GGUFHeader, size: int, n_ctx: int, vram_bytes: int | None = None) -> FitPlans:
+    def offload_plans(self, header: GGUFHeader, size: int, n_ctx: int, vram_bytes: int | None = None,
+                      cache_type: str = "f16") -> FitPlans:
         """Layer offload against experts in RAM for `vram_bytes` of free VRAM (default: what this machine has)."""
         vram = vram_bytes or self.machine().vram_free
         if not vram:
-            raise LibraryError("no GPU memory seen on this machine: say how much with --vram-gb")
-        return plan_offload(TensorBudget.from_header(header, size), vram, n_ctx)
+            raise LibraryError("no GPU memory seen on this machine: say how much VRAM to plan for "
+                               "(--vram-gb, or the Models tab's VRAM box)")
+        return plan_offload(TensorBudget.from_header(header, size), vram, n_ctx, cache_type)
+
+    def local_plans(self, path: str | Path, n_ctx: int, vram_bytes: int | None = None,
+                    cache_type: str = "f16") -> FitPlans:
+        """`offload_plans` for a GGUF on disk (a split one by all its parts)."""
+        parts = split_parts(Path(path).expanduser())
+        if not parts[0].is_file():
+            raise LibraryError(f"no model file at {parts[0]}")
+        return self.offload_plans(read_local_header(parts[0]), sum(size_or_zero(p) for p in parts), n_ctx, vram_bytes,
+                                  cache_type)
 
     def download(self, repo_id: str, model: ModelFiles, revision: str, *,
                  on_progress: Callable[[TransferProgress], None] | None = None,

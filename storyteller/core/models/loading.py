@@ -88,8 +88,40 @@ def describe_model(info: ModelInfo | None) -> str:
         parts.append(f"{info.expert_used_count} of {info.expert_count} experts per token")
     parts.append(f"context {info.n_ctx}")
     parts.append(f"{info.gpu_layers} layers on GPU" if info.gpu_layers else "CPU")
+    if info.expert_layers_on_cpu and info.gpu_layers:
+        parts.append(f"experts of {len(info.expert_layers_on_cpu)} layers in RAM")
     extra = [name for name in info.buffer_types if is_extra_buffer_type(name)]
     if extra:
         parts.append("repacked weights" if extra == ["CPU_REPACK"] else " + ".join(extra))
     line = " · ".join(parts)
     return f"{line}  \n⚠ {info.notice}" if info.notice else line
+
+
+def describe_placement(info: ModelInfo | None) -> str:
+    """Where llama.cpp put the weights, as its load log says (Markdown): bytes per device, and the layers
+    whose experts an override kept in RAM."""
+    if info is None or not info.device_bytes:
+        return ""
+    devices = " · ".join(f"{device} {_mib(size)}" for device, size in sorted(info.device_bytes.items()))
+    lines = [f"**Where it went** (llama.cpp's load log): weights {devices}; {info.gpu_layers} layers on the GPU"]
+    layers = info.expert_layers_on_cpu
+    if layers:
+        lines.append(f"Experts kept on the CPU: layers {_ranges(layers)} ({len(layers)} of {info.n_layers})")
+    elif info.expert_count:
+        lines.append("Experts kept on the CPU: none by an override")
+    return "  \n".join(lines)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 30):.2f} GiB" if size >= 1 << 30 else f"{size / (1 << 20):.1f} MiB"
+
+
+def _ranges(layers: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0–2, 5"."""
+    spans: list[list[int]] = []
+    for layer in sorted(layers):
+        if spans and layer == spans[-1][1] + 1:
+            spans[-1][1] = layer
+        else:
+            spans.append([layer, layer])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)

@@ -3,7 +3,7 @@ Chat's reload)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from storyteller.core.models.loading import describe_model
@@ -13,9 +13,10 @@ from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.background import BackgroundTask
 
 
-def load_with_progress(services: Services, settings: LoadSettings, activity: Activity | None = None) -> Iterator[str]:
+def load_with_progress(services: Services, settings: LoadSettings, activity: Activity | None = None,
+                       describe: Callable[[ModelInfo | None], str] = describe_model) -> Iterator[str]:
     """Loads in a thread and yields status lines (Markdown) as llama.cpp reports progress; `activity`
-    (the header's "what runs now") shows the load while it runs."""
+    (the header's "what runs now") shows the load while it runs; `describe` says what got loaded."""
     name = Path(settings.model_path).name
     key = f"load:{id(settings)}"
     try:
@@ -38,4 +39,4 @@ def load_with_progress(services: Services, settings: LoadSettings, activity: Act
         title = "The model worker crashed while loading" if isinstance(task.error, WorkerCrashed) else "Could not load the model"
         yield f"**{title}.**\n\n```\n{task.error}\n```"
     else:
-        yield f"Loaded: {describe_model(task.value)}"
+        yield f"Loaded: {describe(task.value)}"

@@ -7,9 +7,10 @@ from pathlib import Path
 import gradio as gr
 from pydantic import ValidationError
 
-from storyteller.core.models.loading import describe_model
+from storyteller.core.models.loading import TUNED_FIELDS
 from storyteller.core.services import Services
 from storyteller.engine import LoadSettings, gpu_offload_supported
+from storyteller.ui.tabs.models import moe_settings, tune_panel
 from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.model_load import load_with_progress
 
@@ -27,7 +28,7 @@ def gpu_line() -> str:
 
 
 def settings_from_inputs(path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts,
-                         extra_buffers="auto"):
+                         extra_buffers="auto", moe_choice=moe_settings.NO_EXPERTS, moe_first_n=1, overrides=""):
     path = (path or "").strip()
     if not path:
         raise ValueError("choose a .gguf file or type its path")
@@ -45,6 +46,8 @@ def settings_from_inputs(path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn
         use_mlock=use_mlock,
         expert_used_count=_optional_int(experts, "experts per token"),
         extra_buffers=extra_buffers,
+        cpu_moe=moe_settings.cpu_moe_from(moe_choice, moe_first_n),
+        tensor_overrides=moe_settings.overrides_from(overrides),
     )
 
 
@@ -99,6 +102,7 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Textbox:
                     label="Experts per token (MoE)", value=_blank_if_none(saved.expert_used_count),
                     placeholder="the model's own", info="empty = the model's own setting", elem_id="experts-per-token",
                 )
+                moe_choice, moe_first_n = moe_settings.build_choice(saved)
                 with gr.Accordion("Advanced", open=False):
                     n_batch = gr.Number(label="Batch size", value=saved.n_batch, precision=0, minimum=16)
                     n_threads = gr.Textbox(label="Threads (empty = all cores)", value=_blank_if_none(saved.n_threads),
@@ -115,13 +119,25 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Textbox:
                         info="auto: on unless llama.cpp's kernels crash on this CPU; off = llama.cpp's --no-repack",
                         elem_id="extra-buffers",
                     )
+                    overrides = moe_settings.build_overrides(saved)
         with gr.Row():
             load_btn = gr.Button("Load with these settings", variant="primary", elem_id="load-model")
             unload_btn = gr.Button("Unload")
-        status = gr.Markdown(describe_model(services.engine.model_info), elem_id="load-status")
+        status = gr.Markdown(moe_settings.describe_loaded(services.engine.model_info), elem_id="load-status")
+        moe_settings.build_fit_plans(services, path, n_ctx, cache_type)
+
+        def tuned_form(model_path: str) -> list:
+            """The form's values for what `tune` stored for this model."""
+            tuned = services.settings.tuned(str(Path(model_path).expanduser().resolve())) or {}
+            chosen = LoadSettings(model_path=model_path, **{k: v for k, v in tuned.items() if k in TUNED_FIELDS})
+            return [str(chosen.n_gpu_layers), chosen.n_batch, _blank_if_none(chosen.n_threads), chosen.flash_attn,
+                    chosen.use_mmap, chosen.extra_buffers, *moe_settings.choice_values(chosen.cpu_moe)]
+
+        tune_panel.build(services, activity, path, tuned_form,
+                         [gpu_layers, n_batch, n_threads, flash_attn, use_mmap, extra_buffers, moe_choice, moe_first_n])
 
         inputs = [path, gpu_layers, n_ctx, n_batch, n_threads, flash_attn, cache_type, use_mmap, use_mlock, experts,
-                  extra_buffers]
+                  extra_buffers, moe_choice, moe_first_n, overrides]
 
         def on_load(*values):
             try:
@@ -129,11 +145,11 @@ def build(services: Services, tab: gr.Tab, activity: Activity) -> gr.Textbox:
             except (ValueError, ValidationError) as exc:
                 yield f"**Check the settings:** {_first_error(exc)}"
                 return
-            yield from load_with_progress(services, settings, activity)
+            yield from load_with_progress(services, settings, activity, describe=moe_settings.describe_loaded)
 
         def on_unload():
             services.engine.unload()
-            return describe_model(None)
+            return moe_settings.describe_loaded(None)
 
         def on_open(shown_layers, shown_ctx, shown_threads, before):
             """Changed defaults fill the boxes, unless the user has typed in them since they were filled."""
