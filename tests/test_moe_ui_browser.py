@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.browser import WAIT_MS
+from tests.support.gguf_factory import write_moe_header
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -64,3 +65,15 @@ def test_find_the_fastest_settings_shows_its_table_and_stores_the_winner(open_pa
     assert "★" in table
     page.locator("#tune-box").scroll_into_view_if_needed()
     shot(page, "moe-tune.png")
+
+
+def test_fit_plans_compare_layer_offload_with_experts_in_ram_for_a_stated_vram(open_page, server, tmp_path):
+    page = models_tab(open_page, server, write_moe_header(tmp_path / "4x7b-q4_k.gguf"))
+    page.locator("#fit-plans-box").get_by_text("Fit plans").first.click()
+    page.locator("#fit-vram-gb input").fill("8")
+    page.locator("#fit-plans-show").click()
+    plans = wait_text(page, "#fit-plans", "Best:")
+    assert "For 8.0 GB of free VRAM" in plans
+    assert "layers on GPU" in plans and "all layers on GPU, experts of the first" in plans  # both plans, side by side
+    page.locator("#fit-plans-box").scroll_into_view_if_needed()
+    shot(page, "moe-fit-plans.png")

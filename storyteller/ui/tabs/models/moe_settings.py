@@ -85,11 +85,11 @@ def build_fit_plans(services: Services, path: gr.Textbox, n_ctx: gr.Number, cach
 
 
 def plans_table(plans: FitPlans) -> str:
-    rows = ["| | plan | VRAM | RAM | CPU reads per token | |", "|---|---|---|---|---|---|"]
+    rows = ["| | plan | VRAM | RAM | CPU reads per token | fits |", "|---|---|---|---|---|---|"]
     for plan in (plans.layers, plans.experts):
         if plan is not None:
             rows.append(f"| {'★' if plan is plans.best else ''} | {plan.label} | {human_size(plan.vram_bytes)} | "
                         f"{human_size(plan.ram_bytes)} | {human_size(plan.cpu_bytes_per_token)} | "
-                        f"{'' if plan.fits else 'does not fit'} |")
+                        f"{'yes' if plan.fits else 'no'} |")
     head = f"For **{plans.vram_free / 1e9:.1f} GB** of free VRAM and a context of {plans.n_ctx}:"
     return f"{head}\n\n" + "\n".join(rows) + f"\n\n**Best: {plans.best.label}**: {plans.why}. \"auto\" GPU layers use it."
