@@ -6,6 +6,7 @@ reference: test_llama_equality.py shows it computes what plain llama-cpp-python 
 """
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, Segment
 from storyteller.engine.kernel_check import model_tensor_types, run_check
 from storyteller.engine.snapshot_files import SNAPSHOT_DIR, SUFFIX, SnapshotConfig
+from tests.support.cli import storyteller
 from tests.test_llama_equality import GREEDY, SIZES, THREADS, story_text
 
 CONFIGS = [
@@ -143,3 +145,23 @@ def test_damaged_and_foreign_files_are_removed_never_a_crash(tiny_model, tmp_pat
     assert other_model.name in left  # another model's snapshot is not this worker's to judge
     assert not (folder / "notes.txt").exists()
     assert len(left) == 2  # the other model's, and the new one this request saved
+
+
+def test_a_second_storyteller_chat_process_restores_the_chat_instead_of_reading_it(tiny_model, tmp_path):
+    """The issue's bar: on a 2,000-token chat, the next process's first turn has restored_tokens >= 90 %
+    of its prompt and evaluates <= 1.2x its new tokens."""
+    story = story_text(560)  # about 2,200 tokens of the tiny vocabulary
+
+    def turn(*args: str) -> dict:
+        result = storyteller("chat", "--model", str(tiny_model), "--json", "--max-tokens", "16", "--threads", "1",
+                             *args, data_dir=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.splitlines()[-1])
+
+    first = turn("--message", story)
+    assert first["stats"]["prompt_tokens"] >= 2000
+    second = turn("--chat", first["chat_id"], "--message", "And then what happened to the mountain?")
+    stats = second["stats"]
+    new_tokens = stats["prompt_tokens"] - (first["stats"]["prompt_tokens"] + first["stats"]["generated_tokens"])
+    assert stats["restored_tokens"] >= 0.9 * stats["prompt_tokens"]
+    assert stats["evaluated_tokens"] <= 1.2 * new_tokens
