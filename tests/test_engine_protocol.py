@@ -76,10 +76,10 @@ def test_the_local_engine_honours_every_sampler_setting_and_keeps_kv_snapshots_g
         capabilities.grammar = False
 
 
-def test_restored_tokens_default_to_zero_and_stay_out_of_the_json_stats():
+def test_restored_tokens_default_to_zero_and_are_in_the_json_stats():
     stats = GenerationStats(10, 4, 6, 2, None, None, "eos", 1)
     assert stats.restored_tokens == 0
-    assert "restored_tokens" not in stats.as_dict()
+    assert stats.as_dict()["restored_tokens"] == 0
 
 
 def test_placement_and_settings_of_a_load(tiny_model, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, Segment
 from storyteller.engine.kernel_check import model_tensor_types, run_check
-from storyteller.engine.snapshot_files import SNAPSHOT_DIR, SUFFIX, SnapshotConfig
+from storyteller.engine.snapshot_files import SNAPSHOT_DIR, SUFFIX, SnapshotConfig, evict, folder_bytes, touch
 from tests.support.cli import storyteller
 from tests.test_llama_equality import GREEDY, SIZES, THREADS, story_text
 
@@ -165,3 +165,14 @@ def test_a_second_storyteller_chat_process_restores_the_chat_instead_of_reading_
     new_tokens = stats["prompt_tokens"] - (first["stats"]["prompt_tokens"] + first["stats"]["generated_tokens"])
     assert stats["restored_tokens"] >= 0.9 * stats["prompt_tokens"]
     assert stats["evaluated_tokens"] <= 1.2 * new_tokens
+
+
+def test_the_least_recently_used_snapshots_go_first_when_the_folder_is_over_its_cap(tmp_path):
+    for age, name in enumerate(["newest", "middle", "oldest"]):
+        path = tmp_path / f"{name}{SUFFIX}"
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    touch(tmp_path / f"oldest{SUFFIX}")  # restored just now: the most recently used
+    assert evict(tmp_path, 2500) == 1
+    assert snapshot_files(tmp_path) == [f"newest{SUFFIX}", f"oldest{SUFFIX}"]
+    assert folder_bytes(tmp_path) == 2000

@@ -24,7 +24,7 @@ SUFFIX = ".kvs"
 TMP_SUFFIX = ".tmp"
 MAGIC = b"STKVSNAP"
 VERSION = 1
-DEFAULT_CAP_BYTES = 4 * 1024**3
+DEFAULT_CAP_BYTES = 4 * 10**9
 KEY_CHARS = 16  # of the key's hex digest, in file names
 # A leftover temporary file (a writer killed mid-write) older than this is removed.
 STALE_TMP_SECONDS = 600
