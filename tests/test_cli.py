@@ -28,7 +28,7 @@ def test_generate_json_reports_text_and_stats_and_reuses_the_shared_prefix(tiny_
         assert set(row) == {"text", "stats"}
         assert set(row["stats"]) == {
             "prompt_tokens", "reused_tokens", "evaluated_tokens", "generated_tokens",
-            "prompt_tps", "gen_tps", "stop_reason", "placement",
+            "prompt_tps", "gen_tps", "stop_reason", "restored_tokens", "placement",
         }
         assert set(row["stats"]["placement"]) == {"n_gpu_layers", "expert_layers_on_cpu", "bytes"}
         stats = row["stats"]

@@ -17,6 +17,7 @@ from storyteller.engine import (
     SamplerSettings,
 )
 from storyteller.engine.sampling import SAMPLER_NAMES
+from storyteller.engine.snapshot_files import SnapshotConfig
 from tests.support.engine_protocol import protocol_members
 
 PACKAGE = Path(__file__).resolve().parent.parent / "storyteller"
@@ -62,22 +63,23 @@ def test_an_idle_local_engine(tmp_path):
     assert engine.crash is None and not engine.busy
 
 
-def test_the_local_engine_honours_every_sampler_setting_and_keeps_no_kv_snapshots(tmp_path):
+def test_the_local_engine_honours_every_sampler_setting_and_keeps_kv_snapshots_given_a_folder(tmp_path):
     capabilities = LocalEngine(log_dir=tmp_path).capabilities
     assert capabilities.sampler_fields == set(SamplerSettings.model_fields)
     assert capabilities.samplers == SAMPLER_NAMES
     assert capabilities.banned_strings and capabilities.grammar and capabilities.router_capture
     assert capabilities.tokenizer and capabilities.context_shift
     assert not capabilities.kv_snapshots
+    assert LocalEngine(log_dir=tmp_path, snapshots=SnapshotConfig(str(tmp_path / "kv"))).capabilities.kv_snapshots
     assert isinstance(capabilities, EngineCapabilities)
     with pytest.raises(dataclasses.FrozenInstanceError):
         capabilities.grammar = False
 
 
-def test_restored_tokens_default_to_zero_and_stay_out_of_the_json_stats():
+def test_restored_tokens_default_to_zero_and_are_in_the_json_stats():
     stats = GenerationStats(10, 4, 6, 2, None, None, "eos", 1)
     assert stats.restored_tokens == 0
-    assert "restored_tokens" not in stats.as_dict()
+    assert stats.as_dict()["restored_tokens"] == 0
 
 
 def test_placement_and_settings_of_a_load(tiny_model, tmp_path):

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import platformdirs
 
+from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import LocalEngine
 from storyteller.engine.interface import Engine
+from storyteller.engine.snapshot_files import SNAPSHOT_DIR, SnapshotConfig
 from storyteller.storage import Database
 from storyteller.storage.settings import SettingsRepository
 
@@ -42,16 +44,24 @@ class AppContext:
             (data_dir / sub).mkdir(parents=True, exist_ok=True)
         db = Database(data_dir / DATABASE_FILE)
         db.migrate()
+        settings = SettingsRepository(db)
+        snapshots = SnapshotConfig(str(data_dir / SNAPSHOT_DIR), AppSettings(settings).kv_snapshot_cap())
         return cls(
             data_dir=data_dir,
             db=db,
-            settings=SettingsRepository(db),
-            engine=engine or LocalEngine(log_dir=data_dir / "logs", kernel_verdicts=data_dir / KERNEL_VERDICTS_FILE),
+            settings=settings,
+            engine=engine or LocalEngine(log_dir=data_dir / "logs", kernel_verdicts=data_dir / KERNEL_VERDICTS_FILE,
+                                         snapshots=snapshots),
         )
 
     def spare_engine(self, name: str) -> Engine:
         """A second local engine beside the app's own (the loaded model stays), logging to logs/<name>."""
         return LocalEngine(log_dir=self.data_dir / "logs" / name, kernel_verdicts=self.data_dir / KERNEL_VERDICTS_FILE)
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Where the engine keeps KV-cache snapshots (`engine/snapshot_files.py`)."""
+        return self.data_dir / SNAPSHOT_DIR
 
     @property
     def models_dir(self) -> Path:

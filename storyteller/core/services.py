@@ -28,6 +28,7 @@ from storyteller.core.routing.experts import Experts
 from storyteller.core.samples.samples import Samples
 from storyteller.core.settings_keys import AppSettings
 from storyteller.core.sharing.service import Sharing
+from storyteller.engine import snapshot_files
 from storyteller.engine.interface import Engine, LoadSettings, ModelInfo
 
 
@@ -117,6 +118,14 @@ class Services:
     @property
     def data_dir(self) -> Path:
         return self.ctx.data_dir
+
+    def kv_snapshot_bytes(self) -> int:
+        """The disk space the KV-cache snapshots take (Settings › General)."""
+        return snapshot_files.folder_bytes(self.ctx.snapshots_dir)
+
+    def clear_kv_snapshots(self) -> int:
+        """Removes every KV-cache snapshot (a worker forgets them on its next request); the bytes freed."""
+        return snapshot_files.clear(self.ctx.snapshots_dir)
 
     def close(self) -> None:
         self.ctx.close()

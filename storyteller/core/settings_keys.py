@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storyteller.engine import LoadSettings
+from storyteller.engine.snapshot_files import DEFAULT_CAP_BYTES
 from storyteller.storage.settings import SettingsRepository
 
 # The settings a model was last loaded with, so the app can offer them again (and reload after a crash).
@@ -36,6 +37,8 @@ THEME_KEY = "ui.theme"
 THEMES = ("system", "light", "dark")
 # What came from shared Hub repos: {repo: {"revision", "items": {path: {"kind", "sha256", "local"}}}}.
 SHARE_INSTALLS_KEY = "share.installed"
+# The most disk space the KV-cache snapshots may take, in bytes (all models together).
+KV_SNAPSHOT_CAP_KEY = "engine.kv_snapshot_cap"
 
 
 class LoadDefaults(BaseModel):
@@ -134,3 +137,10 @@ class AppSettings:
 
     def set_share_installs(self, installs: dict) -> None:
         self.repo.set(SHARE_INSTALLS_KEY, installs)
+
+    def kv_snapshot_cap(self) -> int:
+        saved = self.repo.get(KV_SNAPSHOT_CAP_KEY)
+        return saved if isinstance(saved, int) and saved >= 0 else DEFAULT_CAP_BYTES
+
+    def set_kv_snapshot_cap(self, cap_bytes: int) -> None:
+        self.repo.set(KV_SNAPSHOT_CAP_KEY, max(0, int(cap_bytes)))

@@ -180,7 +180,7 @@ class GenerationStats:
     gen_tps: float | None
     stop_reason: StopReason
     shifted_tokens: int = 0  # of the reused tokens, those moved into place by a context shift
-    # Of the reused tokens, those restored from a KV snapshot on disk (0 while no engine keeps snapshots).
+    # Of the reused tokens, those restored from a KV snapshot on disk (the rest were in the context).
     restored_tokens: int = 0
 
     def as_dict(self) -> dict:
@@ -193,6 +193,7 @@ class GenerationStats:
             "prompt_tps": self.prompt_tps,
             "gen_tps": self.gen_tps,
             "stop_reason": self.stop_reason,
+            "restored_tokens": self.restored_tokens,
         }
 
 

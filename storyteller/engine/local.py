@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import signal
 import tempfile
@@ -24,12 +25,13 @@ from storyteller.engine.interface import (
 )
 from storyteller.engine.kernel_check import CRASH_SIGNALS, KernelVerdicts, model_tensor_types
 from storyteller.engine.sampling import SAMPLER_NAMES, SamplerSettings
+from storyteller.engine.snapshot_files import SnapshotConfig
 from storyteller.engine.load_log import read_load_log
 from storyteller.engine.worker import Command, worker_main
 
 LOG_TAIL_LINES = 8
 POLL_SECONDS = 0.05
-# llama.cpp in a worker honours every sampler setting; KV snapshots are not kept (yet).
+# llama.cpp in a worker honours every sampler setting and keeps KV snapshots (given a folder for them).
 LOCAL_CAPABILITIES = EngineCapabilities(
     sampler_fields=frozenset(SamplerSettings.model_fields),
     samplers=SAMPLER_NAMES,
@@ -37,7 +39,7 @@ LOCAL_CAPABILITIES = EngineCapabilities(
     grammar=True,
     router_capture=True,
     tokenizer=True,
-    kv_snapshots=False,
+    kv_snapshots=True,
     context_shift=True,
 )
 
@@ -52,8 +54,11 @@ def gpu_offload_supported() -> bool:
 class LocalEngine:
     """Runs one model in a child process; one request at a time (callers queue on a lock)."""
 
-    def __init__(self, log_dir: Path | None = None, kernel_verdicts: Path | None = None):
-        """`kernel_verdicts`: the file that keeps the kernel checks' results (None: this engine only)."""
+    def __init__(self, log_dir: Path | None = None, kernel_verdicts: Path | None = None,
+                 snapshots: SnapshotConfig | None = None):
+        """`kernel_verdicts`: the file that keeps the kernel checks' results (None: this engine only);
+        `snapshots`: where the workers keep KV snapshots (None: nowhere)."""
+        self.snapshots = snapshots
         self.log_dir = Path(log_dir or tempfile.gettempdir())
         self._mp = multiprocessing.get_context("spawn")
         self._stop_event = self._mp.Event()
@@ -78,7 +83,7 @@ class LocalEngine:
 
     @property
     def capabilities(self) -> EngineCapabilities:
-        return LOCAL_CAPABILITIES
+        return dataclasses.replace(LOCAL_CAPABILITIES, kv_snapshots=self.snapshots is not None)
 
     @property
     def placement(self) -> LoadPlacement | None:
@@ -154,7 +159,7 @@ class LocalEngine:
         self._stop_event.clear()
         process = self._mp.Process(
             target=worker_main,
-            args=(child_conn, lifeline_read, self._stop_event, str(self.log_path), worker_settings),
+            args=(child_conn, lifeline_read, self._stop_event, str(self.log_path), worker_settings, self.snapshots),
             name="storyteller-engine",
             daemon=True,
         )

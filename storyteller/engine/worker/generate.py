@@ -38,7 +38,7 @@ class Generation:
         self.request = request
         self.stop_event = stop_event
         self.prompt: list[int] = []
-        self.reused = self.shifted = 0
+        self.reused = self.shifted = self.restored = 0
 
     def run(self) -> Iterator[GenerationEvent]:
         model = self.model
@@ -46,7 +46,10 @@ class Generation:
         model.capture_router(self.request.capture_router)
         if model.router_tap is not None:
             model.router_tap.start()
+        restored = model.snapshots is not None and model.snapshots.restore_for(self.prompt)
         self.reused, self.shifted = model.kv.reuse(self.prompt)
+        if restored:  # what the cache gives this prompt came from the snapshot
+            self.restored = self.reused
         simulate_kernel_crash(model.settings, "generate")
         started = time.perf_counter()
         if not (yield from model.evaluate(self.prompt, self.reused, self.stop_event)):
@@ -146,6 +149,7 @@ class Generation:
             gen_tps=_rate(generated, gen_seconds),
             stop_reason=stop_reason,
             shifted_tokens=self.shifted,
+            restored_tokens=self.restored,
         )
 
     def _routing(self) -> RouterCapture | None:

@@ -60,6 +60,26 @@ class KvCache:
         ctypes.memmove(copy, source, ctypes.sizeof(copy))
         self._prompt_end = (len(self.tokens), copy)
 
+    def logits_to_keep(self) -> tuple[tuple[int, bytes] | None, bytes | None]:
+        """What a snapshot keeps of the logits: the saved prompt end, and the cache end's when known."""
+        prompt_end = (self._prompt_end[0], bytes(self._prompt_end[1])) if self._prompt_end else None
+        source = self.lib.llama_get_logits_ith(self.ctx, -1)
+        if self.logits_pos != len(self.tokens) - 1 or not source:
+            return prompt_end, None
+        return prompt_end, ctypes.string_at(source, 4 * self.n_vocab)
+
+    def restored(self, tokens: list[int], prompt_end: tuple[int, bytes] | None, end_logits: bytes | None) -> None:
+        """The context now holds a snapshot of `tokens`, with the logits that were kept with it."""
+        self.tokens = list(tokens)
+        self.logits_pos = None
+        self._prompt_end = None
+        if prompt_end is not None:
+            self._prompt_end = (prompt_end[0], (ctypes.c_float * self.n_vocab).from_buffer_copy(prompt_end[1]))
+        target = self.lib.llama_get_logits_ith(self.ctx, -1)
+        if end_logits is not None and target:
+            ctypes.memmove(target, end_logits, len(end_logits))
+            self.logits_pos = len(tokens) - 1
+
     def logits_changed(self) -> None:
         """Something wrote into the context's logits (banned tokens): they no longer stand for a position."""
         self.logits_pos = None
@@ -138,6 +158,17 @@ class KvCache:
         ctypes.memmove(target, saved[1], ctypes.sizeof(saved[1]))
         self.logits_pos = length - 1
         return True
+
+    def shortest_cut(self) -> int:
+        """The fewest tokens the cache can be cut back to (0: any), as `_window_lost` judges it.
+
+        llama.cpp reuses the cells a sliding window no longer sees when it finds them before empty
+        ones, as it does after a snapshot is restored (its cells start at the cache's first cell).
+        """
+        if self.n_swa <= 0 or not self.tokens:
+            return 0
+        pos_min = self.lib.llama_memory_seq_pos_min(self.memory, 0)
+        return 0 if pos_min <= 0 else pos_min + self.n_swa
 
     def _window_lost(self, keep: int) -> bool:
         """Whether a sliding-window cache no longer holds the cells that keeping `keep` tokens needs.

@@ -46,6 +46,7 @@ class LoadedModel:
         self.settings = settings
         started = time.perf_counter()
         header = _validate_gguf(settings)
+        self.header_size = header.header_size  # what a KV snapshot's key hashes of the file
         llama_cpp.llama_backend_init()
 
         params = model_params(llama_cpp, settings)
@@ -66,6 +67,7 @@ class LoadedModel:
         self.kv = KvCache(llama_cpp, self.model, self.vocab.n_tokens)
         self.ctx = None
         self.router_tap: RouterTap | None = None  # set while the context captures router choices
+        self.snapshots = None  # a KvSnapshots when the worker keeps KV snapshots on disk
         self.create_context(cb_eval)
         self.batch = llama_cpp.llama_batch_init(settings.n_batch, 0, 1)
         self.last_decode_code = 0  # llama_decode's return value, for error messages

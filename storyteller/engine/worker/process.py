@@ -17,6 +17,7 @@ from storyteller.engine.interface import EngineError, LoadProgress, LoadSettings
 from storyteller.engine.load_log import is_extra_buffer_type, read_load_log
 from storyteller.engine.worker.generate import generate
 from storyteller.engine.worker.model import LoadedModel
+from storyteller.engine.worker.snapshots import KvSnapshots, SnapshotConfig, snapshot_key
 
 
 @dataclass
@@ -25,8 +26,9 @@ class Command:
     payload: object = None
 
 
-def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSettings) -> None:
-    """Entry point of the worker process."""
+def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSettings,
+                snapshots: SnapshotConfig | None = None) -> None:
+    """Entry point of the worker process; `snapshots`: where to keep KV snapshots (None: nowhere)."""
     _redirect_output(log_path)
     # On abort ggml would attach gdb for a backtrace: slow, and it buries the one line that
     # says why. The app shows the log's last lines instead.
@@ -43,8 +45,15 @@ def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSetting
     model.info.gpu_layers = placed.gpu_layers
     model.info.device_bytes = placed.device_bytes
     model.info.expert_layers_on_cpu = placed.expert_layers_on_cpu
+    if snapshots is not None:
+        key = snapshot_key(settings, model.header_size, model.info.n_ctx, model.lib.__version__)
+        model.snapshots = KvSnapshots(model.lib, model.kv, snapshots, key)
     conn.send(("loaded", model.info))
-    _serve(conn, model, stop_event)
+    try:
+        _serve(conn, model, stop_event)
+    finally:
+        if model.snapshots is not None:
+            model.snapshots.close()  # the snapshots still being written reach the disk
 
 
 def _serve(conn, model: LoadedModel, stop_event) -> None:
@@ -60,6 +69,8 @@ def _serve(conn, model: LoadedModel, stop_event) -> None:
             if command.name == "generate":
                 for event in generate(model, command.payload, stop_event):
                     conn.send(("event", event))
+                if model.snapshots is not None:
+                    model.snapshots.save()  # after Done: the reply is out
             elif command.name == "tokenize":
                 conn.send(("result", model.vocab.tokenize(command.payload)))
             elif command.name == "detokenize":

@@ -40,6 +40,7 @@ def stats_line(stats: GenerationStats, n_ctx: int) -> str:
     prompt_speed = f" ({stats.prompt_tps:.0f} tok/s)" if stats.prompt_tps else ""
     used = stats.prompt_tokens + stats.generated_tokens
     shifted = f", {stats.shifted_tokens} shifted" if stats.shifted_tokens else ""
+    shifted += f", {stats.restored_tokens} from disk" if stats.restored_tokens else ""
     return (
         f"{speed} · {stats.generated_tokens} tokens · prompt {stats.prompt_tokens} "
         f"(reused {stats.reused_tokens}{shifted}, evaluated {stats.evaluated_tokens}{prompt_speed}) · "
