@@ -36,6 +36,8 @@ THEME_KEY = "ui.theme"
 THEMES = ("system", "light", "dark")
 # What came from shared Hub repos: {repo: {"revision", "items": {path: {"kind", "sha256", "local"}}}}.
 SHARE_INSTALLS_KEY = "share.installed"
+# Whether chats may load images from the internet (Settings › General; off: a remote image is a tracking pixel).
+REMOTE_IMAGES_KEY = "chat.remote_images"
 
 
 class LoadDefaults(BaseModel):
@@ -109,6 +111,12 @@ class AppSettings:
 
     def set_welcome_hidden(self, hidden: bool) -> None:
         self.repo.set(WELCOME_HIDDEN_KEY, bool(hidden))
+
+    def remote_images(self) -> bool:
+        return bool(self.repo.get(REMOTE_IMAGES_KEY, False))
+
+    def set_remote_images(self, allowed: bool) -> None:
+        self.repo.set(REMOTE_IMAGES_KEY, bool(allowed))
 
     def load_defaults(self) -> LoadDefaults:
         try:
