@@ -1,5 +1,6 @@
 """The app `storyteller serve` runs: one FastAPI application with the API's routes, the Gradio UI mounted
-at / (unless --no-ui), and the access rules around both, served by uvicorn."""
+at / (unless --no-ui), the access rules around both and the page policy's headers on every response,
+served by uvicorn."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from storyteller.api.access import AccessPolicy, is_loopback
+from storyteller.api.page_policy import PagePolicyMiddleware
 from storyteller.api.routes import install_access, install_api
 from storyteller.core.services import Services
 
@@ -27,6 +29,8 @@ def build_app(services: Services, policy: AccessPolicy, ui: bool, port: int) -> 
 
         mount_ui(app, services, host=policy.host, port=port, auth=policy.login)
     install_access(app, policy)
+    # Outermost, so the access rules' refusals carry the headers too.
+    app.add_middleware(PagePolicyMiddleware, remote_images=services.settings.remote_images)
     return app
 
 

@@ -39,6 +39,8 @@ THEMES = ("system", "light", "dark")
 SHARE_INSTALLS_KEY = "share.installed"
 # The most disk space the KV-cache snapshots may take, in bytes (all models together).
 KV_SNAPSHOT_CAP_KEY = "engine.kv_snapshot_cap"
+# Whether chats may load images from the internet (Settings › General; off: a remote image is a tracking pixel).
+REMOTE_IMAGES_KEY = "chat.remote_images"
 
 
 class LoadDefaults(BaseModel):
@@ -112,6 +114,12 @@ class AppSettings:
 
     def set_welcome_hidden(self, hidden: bool) -> None:
         self.repo.set(WELCOME_HIDDEN_KEY, bool(hidden))
+
+    def remote_images(self) -> bool:
+        return bool(self.repo.get(REMOTE_IMAGES_KEY, False))
+
+    def set_remote_images(self, allowed: bool) -> None:
+        self.repo.set(REMOTE_IMAGES_KEY, bool(allowed))
 
     def load_defaults(self) -> LoadDefaults:
         try:

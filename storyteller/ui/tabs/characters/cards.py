@@ -19,6 +19,7 @@ from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
 from storyteller.engine.interface import Engine
 from storyteller.ui.links import CharacterChatLink, ChatLink
+from storyteller.ui.safe_markdown import escape_markdown
 from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.choices import character_choices, persona_choices
@@ -78,9 +79,10 @@ def import_report(results) -> str:
     for result in results:
         if result.character is not None:
             notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-            lines.append(f"✓ Imported **{result.character.name}** from {result.label}{notes}")
+            lines.append(f"✓ Imported **{escape_markdown(result.character.name)}** from {escape_markdown(result.label)}"
+                         + escape_markdown(notes))
         else:
-            lines.append(f"✗ {result.error}")
+            lines.append(f"✗ {escape_markdown(str(result.error))}")
     return "  \n".join(lines)
 
 
@@ -225,7 +227,7 @@ def build(services: Services, parent: gr.Tab) -> CharacterChatLink:
 
         def on_ask_delete(character_id):
             character = library.get(character_id)
-            return gr.update(visible=True), f"Delete **{character.name}** (id {character.id})? This cannot be undone."
+            return gr.update(visible=True), f"Delete **{escape_markdown(character.name)}** (id {character.id})? This cannot be undone."
 
         def on_delete(character_id, query):
             try:

@@ -11,6 +11,7 @@ from storyteller.core.cards.card_export import safe_file_name
 from storyteller.core.cards.lorebooks import lorebook_json
 from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
+from storyteller.ui.safe_markdown import escape_markdown
 from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor
@@ -75,9 +76,9 @@ def build(services: Services, parent: gr.Tab) -> None:
                 path = Path(upload)
                 try:
                     last = books.import_file(path, path.name).id
-                    lines.append(f"✓ Imported **{books.get(last).name}** from {path.name}")
+                    lines.append(f"✓ Imported **{escape_markdown(books.get(last).name)}** from {escape_markdown(path.name)}")
                 except USER_ERRORS as exc:
-                    lines.append(f"✗ {exc}")
+                    lines.append(f"✗ {escape_markdown(str(exc))}")
             return "  \n".join(lines), *show(last)
 
         def on_export(book_id, original):

@@ -45,7 +45,8 @@ class ChatBrowser:
         """The open chat's messages and its swipe counter (page.messages_outputs)."""
         view = view or (self.chats.view(current) if current else None)
         label = swipe_label(view) if view is not None else ""
-        return {self.page.chatbot: chat_messages(view) if view is not None else [],
+        shown = chat_messages(view, self.services.settings.remote_images()) if view is not None else []
+        return {self.page.chatbot: shown,
                 self.page.swipe_counter: gr.update(value=label, visible=bool(label))}
 
     def after_reply(self, current: str, character: str) -> dict:

@@ -6,6 +6,7 @@ import gradio as gr
 
 from storyteller.core.chat.chats import MessageView
 from storyteller.core.services import Services
+from storyteller.ui.safe_markdown import safe_markdown
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.page import PICK_A_MESSAGE, ChatPage
 from storyteller.ui.widgets.errors import shown_as_warning, warns
@@ -21,6 +22,7 @@ class MessageActions:
 
     def __init__(self, services: Services, page: ChatPage, browser: ChatBrowser):
         self.chats = services.chats
+        self.settings = services.settings
         self.page = page
         self.browser = browser
 
@@ -33,7 +35,8 @@ class MessageActions:
         picked = self.message_at(current, event_index(event.index))
         if picked is None:
             return {p.selected: None, p.selected_text: PICK_A_MESSAGE}
-        return {p.selected: picked.id, p.selected_text: f"**{picked.role}:** {picked.content[:200]}",
+        shown = safe_markdown(picked.content[:200], self.settings.remote_images())
+        return {p.selected: picked.id, p.selected_text: f"**{picked.role}:** {shown}",
                 p.selected_box: gr.update(open=True)}
 
     def on_edit(self, current: str, event: gr.EditData) -> dict:

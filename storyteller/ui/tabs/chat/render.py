@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from storyteller.core.chat.chats import ChatHeading, ChatView, PromptReport
 from storyteller.engine import WorkerCrashed
+from storyteller.ui.safe_markdown import escape_markdown, safe_markdown
 from storyteller.ui.widgets.streaming import NO_MODEL
 
 NO_PROMPT_YET = "No request yet in this chat."
@@ -18,15 +19,22 @@ BAR_GROUPS = {
 }
 
 
-def chat_messages(view: ChatView) -> list[dict]:
-    """The chat as Gradio messages (which swipe the last one is shows beside ◀ / ▶: swipe_label)."""
+def chat_messages(view: ChatView, remote_images: bool) -> list[dict]:
+    """The chat as Gradio messages, made inert (ui/safe_markdown.py); which swipe the last one is shows beside
+    ◀ / ▶ (swipe_label)."""
     messages = []
     for message in view.messages:
-        entry = {"role": "user" if message.role == "user" else "assistant", "content": message.content.strip()}
+        entry = {"role": "user" if message.role == "user" else "assistant",
+                 "content": safe_markdown(message.content.strip(), remote_images)}
         if message.meta.get("interrupted"):
             entry["content"] += "\n\n*(interrupted)*"
         messages.append(entry)
     return messages
+
+
+def reply_message(text: str, remote_images: bool) -> dict:
+    """A reply as it streams in."""
+    return {"role": "assistant", "content": safe_markdown(text.strip(), remote_images)}
 
 
 def swipe_label(view: ChatView) -> str:
@@ -36,16 +44,18 @@ def swipe_label(view: ChatView) -> str:
 
 
 def heading_markdown(heading: ChatHeading) -> str:
-    model = f"**{heading.model}**" if heading.model else "no model loaded"
-    return (f"**{heading.character_name}** · you are **{heading.user_name}**  \n"
-            f"model: {model} · preset: **{heading.preset}** · format: **{heading.prompt_format}**")
+    character, user, preset, prompt_format = (escape_markdown(str(name)) for name in (
+        heading.character_name, heading.user_name, heading.preset, heading.prompt_format))
+    model = f"**{escape_markdown(heading.model)}**" if heading.model else "no model loaded"
+    return (f"**{character}** · you are **{user}**  \n"
+            f"model: {model} · preset: **{preset}** · format: **{prompt_format}**")
 
 
 def empty_state_lines(heading: ChatHeading, has_chat: bool) -> list[str]:
     """What to do first, when there is no model or no chat yet."""
     lines = [NO_MODEL] if heading.model is None else []
     if not has_chat:
-        lines.append(f"No chats with {heading.character_name} yet: write a first message below, or press **New chat**.")
+        lines.append(f"No chats with {escape_markdown(heading.character_name)} yet: write a first message below, or press **New chat**.")
     return lines
 
 

@@ -13,7 +13,8 @@ from storyteller.core.services import Services
 from storyteller.engine import WorkerCrashed
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.page import ChatPage
-from storyteller.ui.tabs.chat.render import NO_PROMPT_YET, chat_messages, context_bar_html, crash_text, prompt_parts_markdown
+from storyteller.ui.tabs.chat.render import (NO_PROMPT_YET, chat_messages, context_bar_html, crash_text, prompt_parts_markdown,
+                                             reply_message)
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.model_load import load_with_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
@@ -77,14 +78,15 @@ class ReplyStreams:
         """The message box (impersonate) or the chat, the stats line and the crash report as a reply streams."""
         p = self.page
         info = self.engine.model_info
-        base = chat_messages(self.chats.view(current))
+        remote_images = self.services.settings.remote_images()
+        base = chat_messages(self.chats.view(current), remote_images)
         hidden = gr.update(visible=False)
         pacer = RedrawPacer()
         try:
             for event in events:
                 if isinstance(event, ReplyStarted):
                     # The user's message is saved by now: show it, and the reply row if any.
-                    base = chat_messages(self.chats.view(current))
+                    base = chat_messages(self.chats.view(current), remote_images)
                     if event.message_id is not None:
                         base = base[:-1]
                     # The counter comes back with the finished reply (a new swipe changes it).
@@ -98,7 +100,7 @@ class ReplyStreams:
                     if into_input:
                         update[p.message] = event.text.strip()
                     else:
-                        update[p.chatbot] = [*base, {"role": "assistant", "content": event.text.strip()}]
+                        update[p.chatbot] = [*base, reply_message(event.text, remote_images)]
                     yield {**update, p.chat_id: current}
                 elif isinstance(event, ReplyFinished):
                     update = {**self.browser.messages(current), p.stats: finished_line(event, info.n_ctx)}

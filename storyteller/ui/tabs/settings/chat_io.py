@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from storyteller.core.services import Services
+from storyteller.ui.safe_markdown import escape_markdown
 from storyteller.ui.widgets.choices import character_choices
 from storyteller.ui.widgets.errors import USER_ERRORS
 
@@ -73,11 +74,12 @@ def build(services: Services, parent: gr.Tab) -> None:
                     match_name=attach_to == "match",
                 )
             except USER_ERRORS as exc:
-                return None, f"✗ {exc}", *choices()
-            lines = [f"✓ Imported **{imported.chat.title}**: a {imported.format} chat with "
-                     f"{imported.message_count} messages, for {imported.character}. Open it in the Chat tab."]
+                return None, f"✗ {escape_markdown(str(exc))}", *choices()
+            lines = [f"✓ Imported **{escape_markdown(imported.chat.title)}**: a {imported.format} chat with "
+                     f"{imported.message_count} messages, for {escape_markdown(str(imported.character))}. "
+                     "Open it in the Chat tab."]
             if imported.notice:
-                lines.append(f"⚠ {imported.notice}")
+                lines.append(f"⚠ {escape_markdown(imported.notice)}")
             return None, "  \n".join(lines), *choices(imported.chat.id)
 
         jsonl_btn.click(lambda chat_id: on_export(chat_id, "jsonl"), picker, exported)
