@@ -18,6 +18,7 @@ from gradio.events import Dependency
 from storyteller.core.cards.card_files import CardPackage
 from storyteller.core.services import Services
 from storyteller.core.sharing.install import Offer
+from storyteller.ui.safe_markdown import escape_markdown
 from storyteller.ui.widgets.downloads import LIBRARY_ERRORS
 
 STATUS_WORDS = {"new": "new", "changed": "changed", "unchanged": "unchanged", "refused": "**refused**"}
@@ -57,8 +58,8 @@ def publish(services: Services, repo: str, *, is_private: bool, message: str, **
         report = services.sharing.publish(repo, private=is_private, message=message or None, **chosen)
     except LIBRARY_ERRORS as exc:
         gr.Warning(str(exc))
-        return f"Not published: {exc}", None
-    notes = "".join(f"\n- {note}" for note in report.notes)
+        return f"Not published: {escape_markdown(str(exc))}", None
+    notes = "".join(f"\n- {escape_markdown(note)}" for note in report.notes)
     return (f"Published to [{report.repo}]({report.url}) (commit `{report.commit[:12]}`): "
             f"{', '.join(f'`{f}`' for f in report.files)}.{notes}", report.readme)
 
@@ -132,7 +133,7 @@ def build(services: Services) -> Dependency:
             offer = sharing.offer(source_text, (revision_text or "").strip() or None)
         except LIBRARY_ERRORS as exc:
             gr.Warning(str(exc))
-            return {offer_state: None, offered: f"Cannot read that repo: {exc}", avatars: gr.update(visible=False),
+            return {offer_state: None, offered: f"Cannot read that repo: {escape_markdown(str(exc))}", avatars: gr.update(visible=False),
                     choose: gr.update(visible=False), install_btn: gr.update(visible=False), installed: ""}
         installable = [(f"{o.item.kind}: {o.item.name}", o.item.path) for o in offer.items if o.status in ("new", "changed")]
         gallery = _avatars(offer)
@@ -148,8 +149,8 @@ def build(services: Services) -> Dependency:
             report = sharing.install(offer, list(paths))
         except LIBRARY_ERRORS as exc:
             gr.Warning(str(exc))
-            return {installed: f"Nothing installed: {exc}"}
-        lines = [f"- {o.item.kind} **{name}**" + (" (updated)" if o.status == "changed" else "") for o, name in report.installed]
+            return {installed: f"Nothing installed: {escape_markdown(str(exc))}"}
+        lines = [f"- {o.item.kind} **{escape_markdown(str(name))}**" + (" (updated)" if o.status == "changed" else "") for o, name in report.installed]
         return {installed: f"Installed from {report.repo} at `{report.revision[:12]}`:\n" + "\n".join(lines),
                 install_btn: gr.update(visible=False), choose: gr.update(visible=False), offer_state: None}
 
@@ -158,10 +159,10 @@ def build(services: Services) -> Dependency:
             hits = sharing.search(text or "")
         except LIBRARY_ERRORS as exc:
             gr.Warning(str(exc))
-            return f"Search failed: {exc}"
+            return f"Search failed: {escape_markdown(str(exc))}"
         if not hits:
             return "No repos with the tag `storyteller-presets` found."
-        return "\n".join(f"- `datasets/{h.repo_id}` · {h.likes} likes · {h.last_modified}" for h in hits)
+        return "\n".join(f"- datasets/{escape_markdown(h.repo_id)} · {h.likes} likes · {h.last_modified}" for h in hits)
 
     publish_box.expand(choices, None, [presets, cards, books], show_progress="hidden")
     form.button.click(on_publish, [form.repo, presets, cards, books, models, form.private, form.message],
@@ -177,7 +178,7 @@ def describe(offer: Offer) -> str:
     """The offer as a table: each item's status, kind, name and preview (or what changed, or why it is refused)."""
     since = f"; installed before from `{offer.installed_revision[:12]}`" if offer.installed_revision else ""
     kind = "" if offer.indexed else " (no Storyteller index: kinds read from the files)"
-    lines = [f"**{offer.repo}** at `{offer.revision[:12]}`{since}{kind}", "",
+    lines = [f"**{escape_markdown(offer.repo)}** at `{offer.revision[:12]}`{since}{kind}", "",
              "| | Kind | Name | What it holds |", "|---|---|---|---|"]
     for o in offer.items:
         detail = "; ".join(o.changes) if o.changes else o.item.preview()
@@ -186,7 +187,8 @@ def describe(offer: Offer) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
+    """Outside text in a table cell: on one line, shown as it is (no links, images or tags from it)."""
+    return escape_markdown(" ".join(str(text).split()))  # escapes | too
 
 
 def _avatars(offer: Offer) -> list[tuple[str, str]]:
