@@ -93,8 +93,9 @@ def build_ui(services: Services) -> gr.Blocks:
 
 def mount_ui(app, services: Services, host: str, port: int, auth: tuple[str, str] | None) -> None:
     """Builds the UI and mounts it at / on the app's own FastAPI application (cli/server.py)."""
+    # No demo.queue(...): gr.Blocks makes its queue with one event at a time by default (what the engine
+    # needs), and a second queue() call only computes the whole page config again (~0.3 s at start).
     demo = build_ui(services)
-    demo.queue(default_concurrency_limit=1)
     gr.mount_gradio_app(
         app,
         demo,
