@@ -31,8 +31,9 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -e '.[test]'
 	touch $@
 
+# Timing belongs here, never in `make test`: the quick suite takes ~10 minutes on a 2-core machine.
 bench: $(VENV)/.installed-test
-	$(PY) bench/generation_speed.py
+	$(PY) bench/suite.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

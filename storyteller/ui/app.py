@@ -30,6 +30,7 @@ CSS = """
 #chat-avatar, #chat-avatar * {background: transparent !important; border: none !important; box-shadow: none !important}
 #chat-avatar img {width: 56px; height: 56px; object-fit: cover; border-radius: 50%}
 #chat-info, #chat-empty {font-size: 0.9em}
+#chat-live-reply {border-left: 3px solid var(--color-accent); padding: 0.5em 0.8em}
 #swipe-counter {flex: 0 0 auto; width: auto; min-width: 3.5em; align-self: center; text-align: center}
 
 /* Phone width: one column, the conversation first; nothing wider than the screen. */

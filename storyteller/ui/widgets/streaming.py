@@ -7,8 +7,9 @@ import time
 from storyteller.core.chat.replies import ReplyFinished
 from storyteller.engine import GenerationStats
 
-# Redrawing for every token costs more than the token; ~20 updates a second look smooth.
-REDRAW_SECONDS = 0.05
+# Each redraw costs the browser a re-render; 4 a second are plenty to read and cost it next to nothing
+# (at 20 a second Chromium took more than a core of a 2-core machine from the model: bench/browser_streaming.py).
+REDRAW_SECONDS = 0.25
 NO_MODEL = "No model is loaded: download or load one in the Models tab."
 READING = "Reading the prompt…"
 WRITING = "Writing…"

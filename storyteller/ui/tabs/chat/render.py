@@ -32,9 +32,9 @@ def chat_messages(view: ChatView, remote_images: bool) -> list[dict]:
     return messages
 
 
-def reply_message(text: str, remote_images: bool) -> dict:
-    """A reply as it streams in."""
-    return {"role": "assistant", "content": safe_markdown(text.strip(), remote_images)}
+def live_reply_markdown(text: str, remote_images: bool) -> str:
+    """A reply as it streams in (into the live reply, made inert like the chat's messages)."""
+    return safe_markdown(text.strip(), remote_images)
 
 
 def swipe_label(view: ChatView) -> str:

@@ -13,8 +13,8 @@ from storyteller.core.services import Services
 from storyteller.engine import WorkerCrashed
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.page import ChatPage
-from storyteller.ui.tabs.chat.render import (NO_PROMPT_YET, chat_messages, context_bar_html, crash_text, prompt_parts_markdown,
-                                             reply_message)
+from storyteller.ui.tabs.chat.render import (NO_PROMPT_YET, chat_messages, context_bar_html, crash_text,
+                                             live_reply_markdown, prompt_parts_markdown)
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.model_load import load_with_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
@@ -75,17 +75,20 @@ class ReplyStreams:
         return handler
 
     def stream(self, events: Iterator[ChatEvent], current: str, into_input: bool) -> Iterator[dict]:
-        """The message box (impersonate) or the chat, the stats line and the crash report as a reply streams."""
+        """The message box (impersonate) or the live reply, the stats line and the crash report as a reply streams.
+
+        The chatbot is drawn twice: with the user's message when the reply starts, and with the reply
+        when it ends; meanwhile only the live reply's text grows (Gradio sends it as an append).
+        """
         p = self.page
         info = self.engine.model_info
         remote_images = self.services.settings.remote_images()
-        base = chat_messages(self.chats.view(current), remote_images)
         hidden = gr.update(visible=False)
         pacer = RedrawPacer()
         try:
             for event in events:
                 if isinstance(event, ReplyStarted):
-                    # The user's message is saved by now: show it, and the reply row if any.
+                    # The user's message is saved by now: show it; a reply being continued streams anew.
                     base = chat_messages(self.chats.view(current), remote_images)
                     if event.message_id is not None:
                         base = base[:-1]
@@ -100,19 +103,23 @@ class ReplyStreams:
                     if into_input:
                         update[p.message] = event.text.strip()
                     else:
-                        update[p.chatbot] = [*base, reply_message(event.text, remote_images)]
+                        live = live_reply_markdown(event.text, remote_images)
+                        update[p.live_reply] = gr.update(value=live, visible=True)
                     yield {**update, p.chat_id: current}
                 elif isinstance(event, ReplyFinished):
-                    update = {**self.browser.messages(current), p.stats: finished_line(event, info.n_ctx)}
+                    update = {**self.ended(current), p.stats: finished_line(event, info.n_ctx)}
                     if into_input:
                         update[p.message] = event.text.strip()
-                    yield {**update, p.chat_id: current}
+                    yield update
         except WorkerCrashed as crash:
-            yield {**self.browser.messages(current), p.stats: "", **self.crash_updates(crash),
-                   p.chat_id: current}
+            yield {**self.ended(current), p.stats: "", **self.crash_updates(crash)}
         except USER_ERRORS as exc:
-            yield {**self.browser.messages(current), p.stats: f"**Could not generate:** {exc}",
-                   p.chat_id: current}
+            yield {**self.ended(current), p.stats: f"**Could not generate:** {exc}"}
+
+    def ended(self, current: str) -> dict:
+        """The chat as stored, the live reply gone: how every stream ends."""
+        p = self.page
+        return {**self.browser.messages(current), p.live_reply: gr.update(value="", visible=False), p.chat_id: current}
 
     def crash_updates(self, crash: WorkerCrashed) -> dict:
         """Shows the crash report and the reload button."""
