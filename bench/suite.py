@@ -53,7 +53,8 @@ def streaming_rows(r) -> list[Row]:
                      f"{s['browser_tps']} tok/s", f"{s['cli_tps']} tok/s", _x(s["ratio"])))
         rows.append((f"CPU while streaming ({scenes[scene]}): Chromium · app · worker; app per token",
                      f"{s['browser_cores']} · {s['app_cores']} · {s['worker_cores']} cores",
-                     f"{s['app_ms_per_token']} ms/token", ""))
+                     f"CPU per token: Chromium {s['browser_ms_per_token']} ms, app {s['app_ms_per_token']} ms, "
+                     f"worker {s['worker_ms_per_token']} ms", ""))
     return rows
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.app_runner import running_app
-from tests.support.browser import bot_text, send, set_max_tokens
+from tests.support.browser import bot_text, live_reply_text, send, set_max_tokens
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -25,13 +25,11 @@ def test_reply_streams_in_and_stop_keeps_it(page):
     set_max_tokens(page, 4096)
     send(page, "Tell me a story about a dragon.")
     page.wait_for_function(
-        "() => { const b = document.querySelectorAll('#chatbot .message.bot, #chatbot [data-testid=\"bot\"]');"
-        " return b.length && b[b.length-1].innerText.trim().length > 0 }",
-        timeout=30_000,
+        "() => document.querySelector('#chat-live-reply')?.innerText.trim().length > 0", timeout=30_000,
     )
-    first = len(bot_text(page))
+    first = len(live_reply_text(page))
     time.sleep(1.0)
-    second = len(bot_text(page))
+    second = len(live_reply_text(page))
     assert second > first, "the reply grows while it streams"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "chat-streaming.png"))

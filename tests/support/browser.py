@@ -101,6 +101,11 @@ def bot_text(page) -> str:
     return messages.last.inner_text() if messages.count() else ""
 
 
+def live_reply_text(page) -> str:
+    """The reply streaming now (it goes into the chat when it ends)."""
+    return page.evaluate("() => document.querySelector('#chat-live-reply')?.innerText.trim() ?? ''")
+
+
 def set_max_tokens(page, n: int) -> None:
     box = page.locator("#max-tokens input[type='number']")
     box.fill(str(n))

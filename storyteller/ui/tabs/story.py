@@ -205,8 +205,9 @@ def build(services: Services) -> StoryLink:
 
         page_inputs = [story_id, document, *settings_inputs]
         stream_outputs = [*view_outputs, generate_btn, stats, prompt_text]
-        generate_btn.click(generating(stories.continue_story), page_inputs, stream_outputs, concurrency_id="engine")
-        retry_btn.click(generating(stories.retry), page_inputs, stream_outputs, concurrency_id="engine")
+        # Gradio's progress overlay redraws its timer every frame on each output: the stats line says enough.
+        for button, action in ((generate_btn, stories.continue_story), (retry_btn, stories.retry)):
+            button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine", show_progress="hidden")
         # Stop must not wait in the engine's queue behind the continuation it stops.
         stop_btn.click(services.engine.stop, queue=False)
         undo_btn.click(stepping(stories.undo), page_inputs, view_outputs)

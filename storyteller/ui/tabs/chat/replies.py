@@ -170,7 +170,8 @@ class ReplyStreams:
             (p.continue_btn.click, self.streaming(self.continue_reply)),
             (p.impersonate_btn.click, self.streaming(self.impersonate, into_input=True)),
         ):
-            trigger(handler, p.stream_inputs, p.stream_outputs, concurrency_id="engine").then(
+            # Gradio's progress overlay redraws its timer every frame on each output: the stats line says enough.
+            trigger(handler, p.stream_inputs, p.stream_outputs, concurrency_id="engine", show_progress="hidden").then(
                 self.browser.after_reply, [p.chat_id, p.character], [p.chat_list, *p.heading_outputs],
             ).then(self.last_prompt, p.chat_id, p.prompt_outputs)
         p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
