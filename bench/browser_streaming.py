@@ -202,11 +202,11 @@ class BrowserSide:
             click = page.locator("#send")
         self.meter.start()
         click.click()
-        page.wait_for_function(
-            "([sel, p]) => { const t = document.querySelector(sel).innerText; return t.includes('ended by') && t !== p }",
-            arg=[self.stats, previous], timeout=600_000, polling=250)
+        # The line is read where the wait saw it: the page may be redrawing it again by the time it is asked.
+        stats_line = page.wait_for_function(
+            "([sel, p]) => { const t = document.querySelector(sel).innerText; return t.includes('ended by') && t !== p && t }",
+            arg=[self.stats, previous], timeout=600_000, polling=250).json_value()
         used = self.meter.stop()
-        stats_line = page.locator(self.stats).inner_text()
         found = re.search(r"(\d+)\s+tokens", stats_line)
         if found is None:
             raise SystemExit(f"no token count in the stats line: {stats_line!r}")

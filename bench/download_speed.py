@@ -36,6 +36,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size-mb", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="(the result is always one JSON object)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="storyteller-bench-") as tmp:
         tmp = Path(tmp)
