@@ -20,7 +20,7 @@ from storyteller.core.models.completion import finish
 from storyteller.core.models.loading import TUNED_FIELDS, offload_for
 from storyteller.core.models.machine import probe_machine
 from storyteller.core.settings_keys import AppSettings
-from storyteller.engine import EngineError, GenerateRequest, LoadSettings, SamplerSettings, Segment, WorkerCrashed
+from storyteller.engine import Engine, EngineError, GenerateRequest, LoadSettings, SamplerSettings, Segment, WorkerCrashed
 
 TUNE_PROMPT = ("Once upon a time, in a village at the edge of a great forest, there lived an old storyteller "
                "who knew every tale the wind had ever carried. ") * 3
@@ -78,6 +78,10 @@ def tune(ctx: AppContext, path: str, *, budget_s: float = DEFAULT_BUDGET_S,
     rows = candidates(path, os.cpu_count() or 1, offload)
     started = time.perf_counter()
     base = LoadSettings(model_path=path, n_ctx=TUNE_N_CTX)
+    # A spare engine: it keeps no KV snapshots, so every candidate evaluates the whole prompt (the app's engine
+    # would restore it from the snapshot the previous candidate left, and measure no prompt speed at all).
+    ctx.engine.unload()  # one model in memory at a time
+    engine = ctx.spare_engine("tune")
     try:
         for i, row in enumerate(rows):
             if cancel is not None and cancel.is_set():
@@ -85,11 +89,11 @@ def tune(ctx: AppContext, path: str, *, budget_s: float = DEFAULT_BUDGET_S,
             elif time.perf_counter() - started > budget_s:
                 row.status, row.message = "skipped", f"over the {budget_s:.0f} s budget"
             else:
-                _measure(ctx, base.model_copy(update=row.changes), row)
+                _measure(engine, base.model_copy(update=row.changes), row)
             if on_row is not None:
                 on_row(i, len(rows), row)
     finally:
-        ctx.engine.unload()
+        engine.unload()
     done = [r for r in rows if r.status == "ok" and r.gen_tps]
     winner = max(done, key=lambda r: r.gen_tps, default=None)
     if winner is not None:
@@ -98,12 +102,12 @@ def tune(ctx: AppContext, path: str, *, budget_s: float = DEFAULT_BUDGET_S,
     return TuneResult(rows, winner, time.perf_counter() - started)
 
 
-def _measure(ctx: AppContext, settings: LoadSettings, row: TuneRow) -> None:
+def _measure(engine: Engine, settings: LoadSettings, row: TuneRow) -> None:
     request = GenerateRequest(prompt=[Segment(TUNE_PROMPT)], sampler=SamplerSettings(temperature=0.0),
                               max_tokens=TUNE_TOKENS)
     try:
-        ctx.engine.load(settings)
-        done = finish(ctx.engine, request)
+        engine.load(settings)
+        done = finish(engine, request)
     except WorkerCrashed as crash:
         row.status, row.message = "crashed", str(crash).splitlines()[0]
         return
@@ -111,5 +115,5 @@ def _measure(ctx: AppContext, settings: LoadSettings, row: TuneRow) -> None:
         row.status, row.message = "failed", str(exc)
         return
     row.status, row.prompt_tps, row.gen_tps = "ok", done.stats.prompt_tps, done.stats.gen_tps
-    info = ctx.engine.model_info
+    info = engine.model_info
     row.message = (info.notice or "") if info is not None else ""
