@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter, TokenType
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFWriter
 
 from storyteller.engine import GenerateRequest, LoadSettings, LocalEngine, SamplerSettings
+from storyteller.engine.kernel_probe import add_test_vocab
 from storyteller.gguf_header import read_gguf_header
 from storyteller.hub.moe_fit import TensorBudget, plan_offload
 
@@ -44,16 +45,7 @@ def write_model(path: Path, n_layer: int) -> Path:
     writer.add_rope_dimension_count(N_EMBD // N_HEAD)
     writer.add_expert_count(N_EXPERT)
     writer.add_expert_used_count(N_USED)
-    writer.add_tokenizer_model("llama")
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    tokens += [f"▁w{i}" for i in range(N_VOCAB - len(tokens))]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
-    types += [TokenType.NORMAL] * (N_VOCAB - len(types))
-    writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * N_VOCAB)
-    writer.add_token_types([int(t) for t in types])
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
+    add_test_vocab(writer, N_VOCAB)
     cache: dict[tuple[int, ...], np.ndarray] = {}
 
     def matrix(*shape: int) -> np.ndarray:

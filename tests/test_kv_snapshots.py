@@ -12,10 +12,9 @@ import os
 import pytest
 
 from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine, Segment
-from storyteller.engine.kernel_check import model_tensor_types, run_check
 from storyteller.engine.snapshot_files import SNAPSHOT_DIR, SUFFIX, SnapshotConfig, evict, folder_bytes, touch
 from tests.support.cli import storyteller
-from tests.test_llama_equality import GREEDY, SIZES, THREADS, story_text
+from tests.test_llama_equality import GREEDY, SIZES, THREADS, equality_settings, story_text
 
 CONFIGS = [
     pytest.param("tiny", "off", "on", id="tiny-f32-fa_on"),
@@ -44,13 +43,8 @@ def snapshot_files(folder) -> list[str]:
 
 @pytest.mark.parametrize("model, extra, flash", CONFIGS)
 def test_a_restored_cache_answers_as_the_open_chat_does(model, extra, flash, request, tmp_path):
-    path = str(request.getfixturevalue({"tiny": "tiny_model", "tiny-q": "quantized_model",
-                                        "gemma": "gemma_model"}[model]))
-    if extra == "on" and "crash" in run_check(sorted(model_tensor_types(path)), tmp_path).values():
-        pytest.skip("llama.cpp's extra buffer kernels crash on this CPU for this model's types")
+    _, settings = equality_settings(model, extra, flash, request, tmp_path)
     s = SIZES[model]
-    settings = LoadSettings(model_path=path, n_gpu_layers=0, n_ctx=s["n_ctx"], n_batch=s["n_batch"],
-                            n_threads=THREADS, flash_attn=flash, extra_buffers=extra)
     folder = tmp_path / SNAPSHOT_DIR
     config = SnapshotConfig(str(folder))
     n, reply, user = s["prompt"], s["reply"], s["user"]

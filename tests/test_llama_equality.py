@@ -141,16 +141,22 @@ def story_text(n_words: int) -> str:
     return " ".join(rng.choice(WORDS) + ("." if rng.random() < 0.1 else "") for _ in range(n_words))
 
 
-@pytest.mark.parametrize("model, extra, flash", CONFIGS)
-def test_engine_matches_plain_llama_cpp_python(model, extra, flash, request, tmp_path):
+def equality_settings(model: str, extra: str, flash: str, request, tmp_path) -> tuple[str, LoadSettings]:
+    """The model file of a CONFIGS row and the engine's settings for it; skips where extra buffer kernels
+    crash on this CPU (plain llama-cpp-python would die too; the fallback to "off" has its own tests)."""
     path = str(request.getfixturevalue({"tiny": "tiny_model", "tiny-q": "quantized_model",
                                         "gemma": "gemma_model"}[model]))
     if extra == "on" and "crash" in run_check(sorted(model_tensor_types(path)), tmp_path).values():
-        # Plain llama-cpp-python would die too; the fallback to "off" has its own tests.
         pytest.skip("llama.cpp's extra buffer kernels crash on this CPU for this model's types")
     s = SIZES[model]
-    settings = LoadSettings(model_path=path, n_gpu_layers=0, n_ctx=s["n_ctx"], n_batch=s["n_batch"],
-                            n_threads=THREADS, flash_attn=flash, extra_buffers=extra)
+    return path, LoadSettings(model_path=path, n_gpu_layers=0, n_ctx=s["n_ctx"], n_batch=s["n_batch"],
+                              n_threads=THREADS, flash_attn=flash, extra_buffers=extra)
+
+
+@pytest.mark.parametrize("model, extra, flash", CONFIGS)
+def test_engine_matches_plain_llama_cpp_python(model, extra, flash, request, tmp_path):
+    path, settings = equality_settings(model, extra, flash, request, tmp_path)
+    s = SIZES[model]
     ref = Reference(dict(model=path, n_ctx=s["n_ctx"], n_batch=s["n_batch"], threads=THREADS,
                          flash=flash == "on", extra=extra == "on"), tmp_path / "reference.log")
     engine = LocalEngine(log_dir=tmp_path)

@@ -23,6 +23,20 @@ from storyteller.engine.llama_params import SIMULATE_CRASH_ENV
 N_EMBD, N_FF, N_VOCAB, N_EXPERT = 256, 512, 320, 2
 
 
+def add_test_vocab(writer: GGUFWriter, n_vocab: int) -> None:
+    """A llama-style vocab of `n_vocab` tokens: <unk>, <s>, </s>, the 256 byte tokens, then plain words."""
+    writer.add_tokenizer_model("llama")
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    tokens += [f"▁w{i}" for i in range(n_vocab - len(tokens))]
+    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+    types += [TokenType.NORMAL] * (n_vocab - len(types))
+    writer.add_token_list(tokens)
+    writer.add_token_scores([0.0] * n_vocab)
+    writer.add_token_types([int(t) for t in types])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+
+
 def write_check_model(path: Path, type_name: str) -> Path:
     """A one-layer MoE GGUF (llama architecture) whose matrices are all of `type_name`.
 
@@ -43,16 +57,7 @@ def write_check_model(path: Path, type_name: str) -> Path:
     writer.add_rope_dimension_count(N_EMBD // 2)
     writer.add_expert_count(N_EXPERT)
     writer.add_expert_used_count(N_EXPERT)
-    writer.add_tokenizer_model("llama")
-    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    tokens += [f"▁w{i}" for i in range(N_VOCAB - len(tokens))]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
-    types += [TokenType.NORMAL] * (N_VOCAB - len(types))
-    writer.add_token_list(tokens)
-    writer.add_token_scores([0.0] * N_VOCAB)
-    writer.add_token_types([int(t) for t in types])
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
+    add_test_vocab(writer, N_VOCAB)
 
     def matrix(*shape: int) -> np.ndarray:
         *outer, row = shape
