@@ -267,7 +267,8 @@ def build(services: Services, activity: Activity) -> None:
             key, step, pacer = f"compare:{request.session_hash}", None, RedrawPacer()
             try:
                 for kind, value in task:
-                    if kind == "step" and value.writing and not pacer.due():
+                    writing_shown = step is not None and bool(step.writing)
+                    if kind == "step" and value.writing and writing_shown and not pacer.due():
                         continue  # redrawing the columns for every token would cost more than the token
                     pacer.drawn()
                     if kind == "step":
