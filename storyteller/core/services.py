@@ -17,6 +17,7 @@ from storyteller.core.cards.lorebooks import LorebookLibrary
 from storyteller.core.cards.personas import PersonaLibrary
 from storyteller.core.chat.chat_files import ChatFiles
 from storyteller.core.chat.chats import ChatService
+from storyteller.core.chat.groups import GroupChats
 from storyteller.core.chat.stories import StoryService
 from storyteller.core.completions.service import Completions
 from storyteller.core.context import AppContext
@@ -52,6 +53,10 @@ class Services:
     @cached_property
     def chats(self) -> ChatService:
         return ChatService(self.ctx)
+
+    @cached_property
+    def groups(self) -> GroupChats:
+        return GroupChats(self.ctx, self.chats)
 
     @cached_property
     def stories(self) -> StoryService:

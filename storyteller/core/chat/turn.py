@@ -128,7 +128,8 @@ class Turn:
         if done is not None:
             fields["content"] = (continuing.content if continuing else "") + done.text
             fields["token_ids"] = reply_ids(continuing, done)
-            fields["meta"] = {**(continuing.meta if continuing else {}), "stats": done.stats.as_dict(),
+            # What the row's meta already holds stays (a continued reply's, a group reply's speaker).
+            fields["meta"] = {**self.repo.get_message(message_id).meta, "stats": done.stats.as_dict(),
                               "shifted_tokens": done.stats.shifted_tokens, "seed": seed}
         self.repo.update_message(message_id, **fields)
         if done is not None and done.routing is not None:
