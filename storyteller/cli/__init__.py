@@ -11,13 +11,13 @@ import argparse
 import sys
 
 from storyteller import __version__
-from storyteller.cli import cards, chat, chats, data, generate, models, presets, serve, share
+from storyteller.cli import cards, chat, chats, data, generate, groups, models, presets, serve, share
 from storyteller.core.errors import UserError
 from storyteller.engine import EngineError
 from storyteller.hub.client import HubError
 from storyteller.storage import MigrationError
 
-SUBCOMMANDS = [serve, generate, chat, chats, cards, models, presets, share, data]
+SUBCOMMANDS = [serve, generate, chat, chats, groups, cards, models, presets, share, data]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ from storyteller.cli.common import (
     add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
     print_progress,
 )
+from storyteller.cli.groups import run_group_chat
 from storyteller.core.chat.chats import ReplyOptions
 from storyteller.core.chat.replies import ReplyFinished
 
@@ -25,11 +26,16 @@ def register(subparsers) -> None:
     parser.add_argument("--model", required=True, metavar="PATH", help="GGUF file to load")
     parser.add_argument("--character", metavar="ID|NAME", help="chat with this character (default: a plain narrator)")
     parser.add_argument("--chat", metavar="ID", help="go on with this chat")
+    parser.add_argument("--group", metavar="ID|NAME", help="a group chat of this group (`storyteller groups`)")
+    parser.add_argument("--speaker", metavar="MEMBER", help="with --group: this member replies")
+    parser.add_argument("--turns", type=int, default=0, metavar="N",
+                        help="with --group: N member replies follow the message(s)")
     parser.add_argument("--message", metavar="TEXT", help="one message (default: one per line of stdin)")
     parser.add_argument("--preset", metavar="NAME", help="sampling preset for these turns")
     add_load_options(parser)
     parser.add_argument("--max-tokens", type=int, metavar="N", help="reply length limit")
-    parser.add_argument("--json", action="store_true", help='one JSON object per line: {"chat_id", "text", "stats"}')
+    parser.add_argument("--json", action="store_true",
+                        help='one JSON object per line: {"chat_id", "text", "stats"} (with --group, also "speaker")')
     parser.set_defaults(run=run)
 
 
@@ -38,10 +44,21 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--max-tokens must be at least 1")
     if args.chat and args.character:
         parser.error("--chat goes on with a chat; its character is already set")
+    if args.group and args.character:
+        parser.error("--group chats with the group's members; leave out --character")
+    if (args.speaker or args.turns) and not args.group:
+        parser.error("--speaker and --turns go with --group")
+    if args.turns < 0:
+        parser.error("--turns must be 0 or more")
     services = open_services(args)
     try:
         settings = load_settings(services, args)
         chats = services.chats
+        if args.group:
+            services.groups.group(args.group)  # an unknown group fails before the model loads
+            print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+            run_group_chat(services, args, ReplyOptions(max_tokens=args.max_tokens, preset=args.preset))
+            return 0
         if args.chat:
             chat = chats.chat(args.chat)
         else:

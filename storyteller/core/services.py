@@ -17,6 +17,7 @@ from storyteller.core.cards.lorebooks import LorebookLibrary
 from storyteller.core.cards.personas import PersonaLibrary
 from storyteller.core.chat.chat_files import ChatFiles
 from storyteller.core.chat.chats import ChatService
+from storyteller.core.chat.group_files import GroupFiles
 from storyteller.core.chat.groups import GroupChats
 from storyteller.core.chat.stories import StoryService
 from storyteller.core.completions.service import Completions
@@ -57,6 +58,10 @@ class Services:
     @cached_property
     def groups(self) -> GroupChats:
         return GroupChats(self.ctx, self.chats)
+
+    @cached_property
+    def group_files(self) -> GroupFiles:
+        return GroupFiles(self.ctx, self.groups, self.chat_files)
 
     @cached_property
     def stories(self) -> StoryService:

@@ -360,7 +360,7 @@ class ChatFiles:
         saved = message.meta.get(SILLYTAVERN, {})
         line = {
             **saved.get("keys", {}),
-            "name": saved.get("name") or names.speaker(message.role),
+            "name": saved.get("name") or message.meta.get("speaker_name") or names.speaker(message.role),
             "is_user": message.role == "user",
             "is_system": saved.get("is_system", message.role == "system"),
             "send_date": saved.get("send_date") or _iso(message.created_at),
