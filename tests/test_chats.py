@@ -16,7 +16,7 @@ from storyteller.core.chat.chats import ChatError
 from storyteller.core.chat.replies import ReplyFinished, ReplyStarted, ReplyText
 from storyteller.core.services import Services
 from storyteller.storage.characters import CharacterRepository
-from tests.support.events import finish
+from tests.support.events import finish, wait_for_saved_reply
 from tests.support.paths import ROOT
 
 
@@ -165,7 +165,7 @@ def test_kill_9_mid_reply_keeps_the_chat_and_the_reply_so_far(slow_model, tmp_pa
         [sys.executable, "-c", STREAM_FOREVER, str(slow_model), str(tmp_path)], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     chat_id = app.stdout.readline().strip()
-    saved = _wait_for_saved_reply(tmp_path / "storyteller.db", min_chars=50, timeout=240)
+    saved = wait_for_saved_reply(tmp_path / "storyteller.db", min_chars=50, timeout=240)
     os.kill(app.pid, signal.SIGKILL)
     app.wait()
     conn = sqlite3.connect(tmp_path / "storyteller.db")
@@ -179,20 +179,3 @@ def test_kill_9_mid_reply_keeps_the_chat_and_the_reply_so_far(slow_model, tmp_pa
     assert reply.meta.get("interrupted") and not reply.streaming  # killed mid-reply…
     assert reply.content.startswith(saved)  # …yet what streamed up to the last save is there
     services.close()
-
-
-def _wait_for_saved_reply(db_path, min_chars: int, timeout: float) -> str:
-    """Polls the database (WAL lets a reader in beside the writer) until the streaming reply has text."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = sqlite3.connect(db_path)
-        try:
-            row = conn.execute("SELECT content FROM messages WHERE role = 'assistant' AND status = 'streaming'").fetchone()
-        except sqlite3.OperationalError:
-            row = None  # the app is still creating the database
-        finally:
-            conn.close()
-        if row and len(row[0]) >= min_chars:
-            return row[0]
-        time.sleep(0.2)
-    raise AssertionError("the streaming reply was never saved")

@@ -12,8 +12,10 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 
 from storyteller.core.cards.character_context import character_context
+from storyteller.core.cards.characters import CharacterLibrary
 from storyteller.core.cards.macros import MacroContext, substitute
 from storyteller.core.chat.chats import MAX_MESSAGE_CHARS, NO_OPTIONS, ChatError, ChatService, ReplyOptions
 from storyteller.core.chat.group_prompt import for_speaker, member_context, named_history, speaker_context
@@ -138,6 +140,16 @@ class GroupChats:
 
     def chat_ids(self, group_id: int) -> list[str]:
         return self.repo.chat_ids(group_id)
+
+    def is_group_chat(self, chat_id: str) -> bool:
+        return bool(chat_id) and self.repo.group_of(chat_id) is not None
+
+    def avatar(self, member: MemberRow) -> Path | None:
+        """The member's avatar file (a character's, or its generated portrait); None for a narrator or placeholder."""
+        if member.character_id is None or self.characters.get(member.character_id) is None:
+            return None
+        library = CharacterLibrary(self.ctx)
+        return library.avatar_path(library.get(member.character_id))
 
     def branch(self, chat_id: str, message_id: int) -> ChatRow:
         group = self.group_of(chat_id)

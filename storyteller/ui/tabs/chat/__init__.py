@@ -7,7 +7,8 @@ the browser shows is ever written back.
 - page.py: the components; render.py: how a chat, its last prompt and a crash are shown;
 - browse.py: which chat is open and its settings; heading.py: the header above the messages (avatar,
   character, persona, model, preset, prompt format) and the empty-state lines; replies.py: the
-  streaming replies and crash recovery; messages.py: the selected message.
+  streaming replies and crash recovery; messages.py: the selected message; group_row.py: group chats
+  (the group picker, the "who speaks" avatar row, "Let them talk").
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from storyteller.core.services import Services
 from storyteller.ui.links import ChatLink
 from storyteller.ui.tabs.chat.browse import ChatBrowser
+from storyteller.ui.tabs.chat.group_row import GroupHandlers
 from storyteller.ui.tabs.chat.messages import MessageActions
 from storyteller.ui.tabs.chat.page import ChatPage
 from storyteller.ui.tabs.chat.replies import ReplyStreams
@@ -24,7 +26,9 @@ from storyteller.ui.widgets.choices import character_choices
 def build(services: Services) -> ChatLink:
     page = ChatPage(character_choices(services.characters))
     browser = ChatBrowser(services, page)
-    for handlers in (browser, ReplyStreams(services, page, browser), MessageActions(services, page, browser)):
+    streams = ReplyStreams(services, page, browser)
+    groups = GroupHandlers(services, page, browser, streams)
+    for handlers in (browser, streams, MessageActions(services, page, browser), groups):
         handlers.wire()
     return ChatLink(
         character=page.character,

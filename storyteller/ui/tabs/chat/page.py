@@ -7,6 +7,7 @@ from gradio.components import Component
 
 from storyteller.core.chat.chats import DEFAULT_REPLY_TOKENS
 from storyteller.core.prompting.templates import TEMPLATE_IDS
+from storyteller.ui.tabs.chat.group_row import GroupPicker, SpeakerRow
 from storyteller.ui.widgets.choices import AUTO_CHOICE, Choice, named_choices
 
 DEFAULT_NOTE_DEPTH = 4
@@ -46,6 +47,7 @@ class ChatPage:
         with gr.Accordion("Search all chats", open=False):
             self.query = gr.Textbox(placeholder="words to find", show_label=False, elem_id="chat-search")
             self.results = gr.Dropdown([], label="Found", elem_id="search-results")
+        self.group_picker = GroupPicker(characters)
 
     def _conversation_column(self) -> None:
         self.notice = gr.Markdown(visible=False, elem_id="chat-notice")
@@ -70,6 +72,7 @@ class ChatPage:
             self.regenerate_btn = gr.Button("Regenerate", scale=1, elem_id="regenerate")
             self.continue_btn = gr.Button("Continue", scale=1, elem_id="continue")
             self.impersonate_btn = gr.Button("Impersonate", scale=1, elem_id="impersonate")
+        self.speaker_row = SpeakerRow()
         with gr.Row(elem_id="chat-compose"):
             # One line that grows: Gradio submits on Enter only then (with more lines, on Shift+Enter).
             self.message = gr.Textbox(

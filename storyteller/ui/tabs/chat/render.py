@@ -26,6 +26,8 @@ def chat_messages(view: ChatView, remote_images: bool) -> list[dict]:
     for message in view.messages:
         entry = {"role": "user" if message.role == "user" else "assistant",
                  "content": safe_markdown(message.content.strip(), remote_images)}
+        if message.role == "assistant" and message.meta.get("speaker_name"):  # a group chat's speaker
+            entry["content"] = f"**{escape_markdown(message.meta['speaker_name'])}:** " + entry["content"]
         if message.meta.get("interrupted"):
             entry["content"] += "\n\n*(interrupted)*"
         messages.append(entry)

@@ -29,6 +29,7 @@ class ReplyStreams:
     def __init__(self, services: Services, page: ChatPage, browser: ChatBrowser):
         self.services = services
         self.chats = services.chats
+        self.groups = services.groups
         self.engine = services.engine
         self.page = page
         self.browser = browser
@@ -38,18 +39,24 @@ class ReplyStreams:
     def send(self, current: str, text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
         if not text.strip():
             last = self.chats.view(current).messages
-            if not last or last[-1].role == "assistant":
+            if not last or last[-1].role == "assistant" and not self.groups.is_group_chat(current):
                 raise ChatError("write a message first")
+        if self.groups.is_group_chat(current):
+            return self.groups.send(current, text, options=options)
         return self.chats.send(current, text, options)
 
     def regenerate(self, current: str, _text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
-        return self.chats.regenerate(current, options)
+        return self._for(current).regenerate(current, options)
 
     def continue_reply(self, current: str, _text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
-        return self.chats.continue_reply(current, options)
+        return self._for(current).continue_reply(current, options)
 
     def impersonate(self, current: str, _text: str, options: ReplyOptions) -> Iterator[ChatEvent]:
-        return self.chats.impersonate(current, options)
+        return self._for(current).impersonate(current, options)
+
+    def _for(self, current: str):
+        """The service that writes the open chat's replies: the group's, or the one character's."""
+        return self.groups if self.groups.is_group_chat(current) else self.chats
 
     # --- streaming ------------------------------------------------------------------------------
 
@@ -161,6 +168,14 @@ class ReplyStreams:
         failed = self.engine.model_info is None
         yield {p.stats: line, p.crash_box: gr.update(visible=failed), p.reload_btn: gr.update(visible=failed)}
 
+    def wire_stream(self, trigger, handler, inputs) -> None:
+        """A streaming reply's event, then the chat list, the header and the last prompt."""
+        p = self.page
+        # Gradio's progress overlay redraws its timer every frame on each output: the stats line says enough.
+        trigger(handler, inputs, p.stream_outputs, concurrency_id="engine", show_progress="hidden").then(
+            self.browser.after_reply, [p.chat_id, p.character], [p.chat_list, *p.heading_outputs],
+        ).then(self.last_prompt, p.chat_id, p.prompt_outputs)
+
     def wire(self) -> None:
         p = self.page
         for trigger, handler in (
@@ -170,10 +185,7 @@ class ReplyStreams:
             (p.continue_btn.click, self.streaming(self.continue_reply)),
             (p.impersonate_btn.click, self.streaming(self.impersonate, into_input=True)),
         ):
-            # Gradio's progress overlay redraws its timer every frame on each output: the stats line says enough.
-            trigger(handler, p.stream_inputs, p.stream_outputs, concurrency_id="engine", show_progress="hidden").then(
-                self.browser.after_reply, [p.chat_id, p.character], [p.chat_list, *p.heading_outputs],
-            ).then(self.last_prompt, p.chat_id, p.prompt_outputs)
+            self.wire_stream(trigger, handler, p.stream_inputs)
         p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
         p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
         # Stop must not wait in the engine's queue behind the reply it stops.

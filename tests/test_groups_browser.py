@@ -1,0 +1,83 @@
+"""Group chats in the Chat tab (Chromium): a 3-member group, the "who speaks" avatar row, "Let them talk" and Stop."""
+
+from __future__ import annotations
+
+import pytest
+
+from storyteller.core.services import Services
+from storyteller.storage.characters import CharacterRepository
+from tests.support.app_runner import running_app
+from tests.support.browser import chat_text, set_max_tokens, wait_for_reply, wait_for_text
+from tests.support.paths import SCREENSHOTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
+
+
+def card(name, greeting=""):
+    return {"spec": "chara_card_v2", "spec_version": "2.0",
+            "data": {"name": name, "description": f"{{{{char}}}} is {name}.", "first_mes": greeting}}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("groups-ui")
+    services = Services.open(path)
+    repo = CharacterRepository(services.ctx.db)
+    ids = [repo.add(card("Ann", "Welcome aboard, I am Ann."), None, {}, None),
+           repo.add(card("Bob"), None, {}, None), repo.add(card("Cy"), None, {}, None)]
+    services.groups.create("Crew", ids, strategy="list")
+    services.close()
+    return path
+
+
+def bot_count(page) -> int:
+    return page.locator("#chatbot [data-testid='bot']").count()
+
+
+def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
+    with running_app(data_dir, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        assert not page.locator("#who-speaks").is_visible()
+        page.get_by_text("Group chats").click()
+        page.locator("#group-picker input").click()
+        page.get_by_role("option", name="Crew · 3 members").click()
+        page.locator("#new-group-chat").click()
+        wait_for_text(page, "Welcome aboard, I am Ann.")
+        assert "Ann:" in chat_text(page)
+        page.wait_for_selector("#who-speaks", state="visible", timeout=20_000)
+        names = [page.locator(f"#speaker-{i}").inner_text().strip() for i in range(3)]
+        assert names == ["Ann", "Bob", "Cy"] and not page.locator("#speaker-3").is_visible()
+        assert page.locator("#speaker-1 img").count() == 1  # the avatar
+
+        set_max_tokens(page, 16)
+        page.locator("#chat-input textarea").fill("Bob, your watch.")
+        page.locator("#speaker-1").click()
+        wait_for_reply(page)
+        wait_for_text(page, "Bob:")
+        assert "Bob, your watch." in chat_text(page) and bot_count(page) == 2
+
+        previous = page.locator("#chat-stats").inner_text()
+        page.locator("#talk-turns input").fill("3")
+        page.locator("#let-them-talk").click()
+        page.wait_for_function("() => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length === 5",
+                               timeout=90_000)
+        wait_for_reply(page, previous)
+        text = chat_text(page)
+        assert "Cy:" in text and text.count("Ann:") == 2  # list order after Bob: Cy, Ann, Bob
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "group-chat.png"), full_page=True)
+
+        # Stop ends the reply being written and the turns after it.
+        set_max_tokens(page, 4096)
+        page.locator("#talk-turns input").fill("5")
+        page.locator("#let-them-talk").click()
+        page.wait_for_function("() => document.querySelector('#chat-live-reply')?.innerText.trim().length > 0",
+                               timeout=60_000)
+        page.locator("#stop").click()
+        page.wait_for_function("() => document.querySelector('#chat-stats').innerText.includes('ended by')",
+                               timeout=60_000)
+        page.wait_for_timeout(3000)
+        assert bot_count(page) == 6
+        page.close()
