@@ -14,6 +14,7 @@ import pytest
 from storyteller.core.chat.chats import ReplyOptions
 from storyteller.core.chat.groups import SpeakerChosen
 from storyteller.core.chat.replies import ReplyFinished
+from storyteller.core.routing.by_speaker import contrast
 from storyteller.core.services import Services
 from storyteller.storage.characters import CharacterRepository
 from tests.support.events import wait_for_saved_reply
@@ -73,6 +74,28 @@ def test_swipes_keep_their_speaker_on_the_real_engine(tiny_services, members):
     replies(groups.regenerate(chat.id, ReplyOptions(max_tokens=8)))
     last = tiny_services.chats.view(chat.id).messages[-1]
     assert last.swipe_count == 2 and last.meta["speaker"] == speaker.id and "stats" in last.meta
+
+
+def test_the_experts_view_groups_routing_by_speaker(tiny_services, members):
+    groups, experts = tiny_services.groups, tiny_services.experts
+    group = groups.create("Crew experts", members[:2], strategy="list")
+    chat = groups.new_chat(group.id)
+    experts.set_capture(True)
+    try:
+        replies(groups.send(chat.id, "Speak up, both of you.", options=ReplyOptions(max_tokens=10)))
+        replies(groups.send(chat.id, "Again.", options=ReplyOptions(max_tokens=10)))
+    finally:
+        experts.set_capture(False)
+    usages = experts.speaker_usage(chat.id)
+    assert [(u.speaker, u.replies) for u in usages] == [("Ann", 2), ("Bob", 2)]
+    generated = {u.speaker: u.summary.tokens for u in usages}
+    view = tiny_services.chats.view(chat.id).messages
+    for name in ("Ann", "Bob"):
+        assert generated[name] == sum(m.meta["stats"]["generated_tokens"] for m in view
+                                      if m.meta.get("speaker_name") == name)
+    rows = contrast(*usages)
+    assert len(rows) == len(usages[0].summary.layers) and all(0 <= r.distance <= 1 for r in rows)
+    assert contrast(usages[0], usages[0])[0].distance == 0
 
 
 STREAM_FOREVER = """

@@ -13,6 +13,7 @@ from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.core.models.completion import loaded_model
 from storyteller.core.models.library import Library
+from storyteller.core.routing.by_speaker import SpeakerUsage, usage_by_speaker
 from storyteller.core.routing.capture import reply_traces
 from storyteller.core.routing.naming import ExpertNaming, name_experts
 from storyteller.core.routing.probe import ProbeProgress, probe_router
@@ -33,6 +34,7 @@ class _Message(Protocol):
     id: int
     role: str
     content: str
+    meta: dict
 
 
 class _ChatView(Protocol):
@@ -106,6 +108,15 @@ class Experts:
         replies = [m for m in self.chats.view(chat_id).messages if m.role == "assistant"]
         stored = reply_traces(self.ctx.db, (m.id for m in replies))
         return [ReplyRouting(m.id, m.content, stored[m.id]) for m in replies if m.id in stored]
+
+    def speaker_usage(self, chat_id: str) -> list[SpeakerUsage]:
+        """A group chat's routing by speaker (the loaded model's expert sources naming the leading model)."""
+        speakers = {m.id: m.meta["speaker_name"] for m in self.chats.view(chat_id).messages
+                    if m.role == "assistant" and m.meta.get("speaker_name")}
+        traces = {reply.message_id: reply.traces for reply in self.chat_routing(chat_id)}
+        info = self.ctx.engine.model_info
+        sources = self.expert_sources(info.path, info.expert_count) if info is not None and info.expert_count else None
+        return usage_by_speaker(traces, speakers, sources)
 
     def chat_jsonl(self, chat_id: str) -> str:
         """The chat's routing record: one JSON object per token and layer, request after request."""

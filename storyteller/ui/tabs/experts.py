@@ -27,7 +27,7 @@ from storyteller.core.routing.router import (
     summarize,
 )
 from storyteller.core.services import Services
-from storyteller.ui.tabs import experts_recipe
+from storyteller.ui.tabs import experts_recipe, experts_speakers
 from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.background import BackgroundTask
 from storyteller.ui.widgets.errors import USER_ERRORS
@@ -162,6 +162,7 @@ def build(services: Services, activity: Activity) -> None:
         with gr.Accordion("The whole chat", open=False):
             chat_md = gr.Markdown(elem_id="experts-chat-headline")
             chat_heatmap = gr.HTML(elem_id="experts-chat-heatmap", css_template=CSS)
+        experts_speakers.build(services, CSS, chat_pick)
         with gr.Row():
             export_btn = gr.Button("Export the chat's routing (JSON Lines)", elem_id="experts-export")
             export_file = gr.File(label="Routing record", visible=False, elem_id="experts-export-file")
