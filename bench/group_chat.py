@@ -4,7 +4,7 @@
 A 3-member group, 10 rounds of a user message and the three members' replies (list order): 30 member
 turns per mode, each mode in its own data folder (so neither finds the other's KV snapshots).
 
-    .venv/bin/python bench/group_chat.py [--model PATH] [--turns 30] [--reply-tokens 24] [--json]
+    .venv/bin/python bench/group_chat.py [--model PATH] [--mode join|swap] [--turns 30] [--reply-tokens 24] [--json]
 
 Without --model it runs the tiny MoE from tests/support/gguf_factory.py and Gemma 3 270M (PyPI package).
 """
@@ -108,12 +108,13 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--reply-tokens", type=int, default=24)
     parser.add_argument("--n-ctx", type=int, default=8192)
+    parser.add_argument("--mode", choices=("join", "swap"), help="one mode only (default: both)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     models = [(Path(args.model).name, args.model)] if args.model else default_models()
     results = []
     for label, path in models:
-        for mode in ("join", "swap"):
+        for mode in [args.mode] if args.mode else ["join", "swap"]:
             rows = run_mode(path, mode, args.turns, args.reply_tokens, args.n_ctx)
             results.append({"model": label, "mode": mode, **summary(rows), "rows": rows})
             print(f"{label} {mode}: {summary(rows)}", file=sys.stderr)

@@ -99,6 +99,10 @@ def test_groups_cli_create_list_chat_export_and_rm(cli, tiny_model, tmp_path):
     assert [json.loads(line)["speaker"] for line in one.stdout.splitlines()] == ["Cy"]
     bad = cli("chat", None, "--model", str(tiny_model), "--group", "Trio", "--speaker", "Dee", "--message", "x")
     assert bad.returncode == 1 and "no member 'Dee'" in bad.stderr
+    assert "Bob (muted)" in cli("groups", "mute", "Trio", "Bob").stdout
+    assert "Bob (muted)" not in cli("groups", "mute", "Trio", "bob", "--off").stdout
+    assert cli("groups", "remove", "Trio", "Cy").stdout.split("\t")[3].strip() == "Ann, Bob"
+    assert cli("groups", "add", "Trio", "Cy").stdout.split("\t")[3].strip() == "Ann, Bob, Cy"
     exported = cli("groups", "export", rows[0]["chat_id"], "--to", str(tmp_path / "out"))
     assert exported.returncode == 0 and len(exported.stdout.splitlines()) == 2
     assert cli("groups", "rm", "Trio").returncode == 0

@@ -43,6 +43,16 @@ def register(subparsers) -> None:
     remove.add_argument("name", metavar="ID|NAME")
     remove.set_defaults(run=run_rm)
 
+    for action, help_text in (("add", "add a character to a group"), ("remove", "a member leaves (its messages stay)"),
+                              ("mute", "a member stops speaking (--off: speaks again)")):
+        member = actions.add_parser(action, help=help_text)
+        add_data_dir_option(member)
+        member.add_argument("name", metavar="GROUP")
+        member.add_argument("who", metavar="CHARACTER" if action == "add" else "MEMBER")
+        if action == "mute":
+            member.add_argument("--off", action="store_true", help="unmute")
+        member.set_defaults(run=run_member)
+
     importing = actions.add_parser(
         "import", help="import a SillyTavern group and its chats",
         description="Reads a SillyTavern group file (groups/*.json) and its chat files (group chats/*.jsonl). "
@@ -98,6 +108,23 @@ def run_rm(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         group = services.groups.group(args.name)
         services.groups.delete(group.id)
         print(f"storyteller: deleted the group {group.name} and its chats", file=sys.stderr)
+    finally:
+        services.close()
+    return 0
+
+
+def run_member(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    services = open_services(args)
+    try:
+        groups = services.groups
+        group = groups.group(args.name)
+        if args.action == "add":
+            groups.add_member(group.id, services.characters.resolve(args.who).id)
+        elif args.action == "remove":
+            groups.remove_member(group.id, groups.member_named(group, args.who).id)
+        else:
+            groups.set_muted(group.id, groups.member_named(group, args.who).id, not args.off)
+        print(_line(groups.group(group.id)), flush=True)
     finally:
         services.close()
     return 0
