@@ -54,6 +54,8 @@ def test_the_prompt_joins_every_card_names_the_speaker_last_and_stops_at_every_n
     assert text.endswith("Bob:")
     assert SPEAKER_INSTRUCTION.replace("{{char}}", "Bob") in text[-200:]
     assert {"\nAnn:", "\nBob:", "\nCy:"} <= set(request.stop)
+    report = scripted_services.chats.last_prompts[chat.id]  # "Last prompt": each member's card on its own
+    assert {"card: Ann", "card: Bob", "card: Cy"} <= set(report.part_tokens) and report.next_turn > 0
     # Join mode: the prompt's system part is the same whoever speaks.
     list(groups.send(chat.id, "", speaker=trio.members[2].id))
     other = "".join(s.text for s in engine.requests[-1].prompt)

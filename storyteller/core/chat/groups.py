@@ -253,7 +253,10 @@ class GroupChats:
         request = for_speaker(request, group, opening)
 
         def keep_report(done) -> None:
-            self.chats.last_prompts[chat_id] = self.chats.prompts.report(request, turn.model, done)
+            report = self.chats.prompts.report(request, turn.model, done)
+            # The reply goes back in as `Name: text` (re-tokenized), after the speaker instruction has left.
+            again = done.stats.generated_tokens if done is not None and role == "assistant" else report.next_turn
+            self.chats.last_prompts[chat_id] = replace(report, next_turn=again)
 
         if role == "assistant":
             yield SpeakerChosen(member.id, member.name)

@@ -8,6 +8,7 @@ from storyteller.ui.safe_markdown import escape_markdown, safe_markdown
 from storyteller.ui.widgets.streaming import NO_MODEL
 
 NO_PROMPT_YET = "No request yet in this chat."
+MEMBER_CARD = "card: "  # a group member's card in a joined prompt ("card: Ann")
 
 # Prompt parts grouped for the context bar, with their colours.
 BAR_GROUPS = {
@@ -71,7 +72,8 @@ def prompt_parts_markdown(report: PromptReport) -> str:
 
 def context_bar_html(report: PromptReport) -> str:
     """How the context is used: prompt parts, the reply's reserve, and what is free."""
-    used = {group: sum(t for name, t in report.part_tokens.items() if name in names)
+    used = {group: sum(t for name, t in report.part_tokens.items()
+                       if name in names or group == "system & card" and name.startswith(MEMBER_CARD))
             for group, (_, names) in BAR_GROUPS.items()}
     pieces = [(group, BAR_GROUPS[group][0], tokens) for group, tokens in used.items() if tokens]
     pieces.append(("reply reserve", "#a3a3a3", report.reserve))
