@@ -56,15 +56,17 @@ class GroupFiles:
             except OSError as exc:
                 raise ChatFileError(f"{path.name}: cannot read the file ({exc.strerror})") from None
             chats.append(parse_chat_file(path.name, data, path.parent.name))
-        avatars = [a for a in document["members"] if isinstance(a, str)]
+        avatars = list(dict.fromkeys(a for a in document["members"] if isinstance(a, str) and a.strip()))
+        disabled = document.get("disabled_members")
+        disabled = {a for a in disabled if isinstance(a, str)} if isinstance(disabled, list) else set()
         names = {a: self._name_of(a, chats) for a in avatars}
         notes: list[str] = []
-        members = [self._member(names[a], (choices or {}), notes, muted=a in document.get("disabled_members", []))
-                   for a in avatars]
+        members = [self._member(names[a], (choices or {}), notes, muted=a in disabled) for a in avatars]
         if not members:
             raise ChatFileError(f"{group_path.name}: the group has no members")
-        strategy = ST_STRATEGIES.get(document.get("activation_strategy"), "natural")
-        mode = "swap" if document.get("generation_mode", ST_SWAP) == ST_SWAP else "join"
+        number = document.get("activation_strategy")
+        strategy = ST_STRATEGIES.get(number, "natural") if type(number) is int else "natural"
+        mode = "swap" if document.get("generation_mode", ST_SWAP) in (ST_SWAP, None) else "join"
         kept = {k: v for k, v in document.items() if k not in ("members", "disabled_members", "name")}
         group = self.groups.repo.create(
             self._free_name(str(document.get("name") or group_path.stem)), members, strategy, mode,
@@ -77,12 +79,16 @@ class GroupFiles:
         group = self.groups.group(group.id)
         by_name = {m.name: m for m in group.members}
         imported = ImportedGroup(group, notes=notes)
-        for parsed in chats:
-            self._attach_speakers(parsed, by_avatar, by_name)
-            chat = self.groups.chats.repo.create_chat_with_messages(
-                parsed.title or group.name, parsed.messages, parsed.leaf, settings=parsed.settings)
-            self.groups.repo.link_chat(chat.id, group.id)
-            imported.chat_ids.append(chat.id)
+        try:
+            for parsed in chats:
+                self._attach_speakers(parsed, by_avatar, by_name)
+                chat = self.groups.chats.repo.create_chat_with_messages(
+                    parsed.title or group.name, parsed.messages, parsed.leaf, settings=parsed.settings)
+                self.groups.repo.link_chat(chat.id, group.id)
+                imported.chat_ids.append(chat.id)
+        except BaseException:
+            self.groups.delete(group.id)  # all or nothing: the group goes with the chats written so far
+            raise
         return imported
 
     def export(self, chat_id: str) -> list[tuple[str, bytes]]:
@@ -102,7 +108,7 @@ class GroupFiles:
             "activation_strategy": {v: k for k, v in ST_STRATEGIES.items()}[group.strategy],
             "generation_mode": ST_SWAP if group.prompt_mode == "swap" else ST_JOIN,
             "chat_id": chat_stem,
-            "chats": list(dict.fromkeys([*saved.get("chats", []), chat_stem])),
+            "chats": list(dict.fromkeys([*_texts(saved.get("chats")), chat_stem])),
         }
         path = self.groups.chats.repo.path(chat.leaf_id)
         lines = [json.loads(line) for line in self.files.sillytavern_jsonl(chat).splitlines()]
@@ -180,3 +186,7 @@ class GroupFiles:
         imported = group.settings.get("avatars", {})
         return {m.id: imported.get(str(m.id), f"{m.name}.png") for m in group.members}
 
+
+def _texts(value: Any) -> list[str]:
+    """The texts of a list the imported file carried (anything else there is dropped)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
