@@ -26,6 +26,7 @@ def data_dir(tmp_path_factory):
     ids = [repo.add(card("Ann", "Welcome aboard, I am Ann."), None, {}, None),
            repo.add(card("Bob"), None, {}, None), repo.add(card("Cy"), None, {}, None)]
     services.groups.create("Crew", ids, strategy="list")
+    services.experts.set_capture(True)  # for the Experts tab's view by speaker
     services.close()
     return path
 
@@ -46,6 +47,8 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         page.locator("#new-group-chat").click()
         wait_for_text(page, "Welcome aboard, I am Ann.")
         assert "Ann:" in chat_text(page)
+        page.wait_for_function("() => document.querySelector('#chat-info').innerText.includes('Crew (Ann, Bob, Cy)')",
+                               timeout=20_000)
         page.wait_for_selector("#who-speaks", state="visible", timeout=20_000)
         names = [page.locator(f"#speaker-{i}").inner_text().strip() for i in range(3)]
         assert names == ["Ann", "Bob", "Cy"] and not page.locator("#speaker-3").is_visible()
@@ -68,6 +71,21 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         assert "Cy:" in text and text.count("Ann:") == 2  # list order after Bob: Cy, Ann, Bob
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "group-chat.png"), full_page=True)
+
+        # The Experts tab: the chat's routing by speaker, two members side by side.
+        page.get_by_role("tab", name="Experts").click()
+        page.locator("#experts-refresh").click()
+        page.wait_for_function("() => document.querySelector('#experts-chat input').value.startsWith('Crew')",
+                               timeout=20_000)
+        page.get_by_text("By speaker (group chats)").click()
+        page.locator("#experts-by-speaker").click()
+        page.wait_for_function("() => document.querySelector('#experts-side-by-side')?.innerText.includes('L0')",
+                               timeout=20_000)
+        speakers = page.locator("#experts-speakers").inner_text()
+        assert "Ann" in speakers and "Bob" in speakers and "Cy" in speakers
+        page.locator("#experts-speakers").scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / "group-experts-by-speaker.png"), full_page=True)
+        page.get_by_role("tab", name="Chat").click()
 
         # Stop ends the reply being written and the turns after it.
         set_max_tokens(page, 4096)

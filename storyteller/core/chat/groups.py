@@ -141,6 +141,11 @@ class GroupChats:
     def chat_ids(self, group_id: int) -> list[str]:
         return self.repo.chat_ids(group_id)
 
+    def title(self, chat_id: str) -> str:
+        """The group and who is in it, as the chat's header names them: "Crew (Ann, Bob, Cy muted)"."""
+        group = self.group_of(chat_id)
+        return f"{group.name} ({', '.join(m.name + (' muted' if m.muted else '') for m in group.members)})"
+
     def is_group_chat(self, chat_id: str) -> bool:
         return bool(chat_id) and self.repo.group_of(chat_id) is not None
 

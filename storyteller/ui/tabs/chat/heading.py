@@ -3,6 +3,8 @@ prompt format) and its empty-state lines, redrawn with the chat and whenever wha
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gradio as gr
 
 from storyteller.core.services import Services
@@ -26,6 +28,8 @@ class ChatHeader:
         unchanged = {output: gr.skip() for output in p.heading_outputs}
         try:
             heading = self.services.chats.heading(current, character_id(character))
+            if self.services.groups.is_group_chat(current):
+                heading = replace(heading, character_name=self.services.groups.title(current))
         except USER_ERRORS:
             return unchanged  # the chat or character was deleted meanwhile: the next redraw tells
         text = heading_markdown(heading)
