@@ -133,3 +133,26 @@ def test_kill_9_mid_group_reply_keeps_the_reply_and_its_speaker(slow_model, tmp_
     assert reply.meta.get("interrupted") and reply.meta["speaker_name"] == "Bob"
     assert reply.content.startswith(saved)
     services.close()
+
+
+@pytest.mark.gemma
+def test_gemma_writes_each_member_in_turn_and_stops_at_another_members_name(gemma_engine, tmp_path):
+    services = Services.open(tmp_path / "data", engine=gemma_engine)
+    try:
+        repo = CharacterRepository(services.ctx.db)
+        ids = [repo.add(card(name), None, {}, None) for name in ("Ann", "Bob", "Cy")]
+        groups = services.groups
+        group = groups.create("Crew gemma", ids, strategy="list")
+        chat = groups.new_chat(group.id)
+        options = ReplyOptions(max_tokens=48)
+        written = replies(groups.send(chat.id, "Ann, Bob and Cy: where do we sail tomorrow?", options=options))
+        written += replies(groups.send(chat.id, "And who keeps watch?", options=options))
+        assert [s for s, _ in written] == ["Ann", "Bob", "Cy"] * 2
+        for _, finished in written:
+            assert finished.text.strip()
+            assert not any(f"\n{name}:" in finished.text for name in ("Ann", "Bob", "Cy", "User"))
+        # A change of speaker in join mode keeps the prefix: the second round's turns evaluate a small tail.
+        later = [finished.stats for _, finished in written[3:]]
+        assert all(s.evaluated_tokens < 0.25 * s.prompt_tokens for s in later)
+    finally:
+        services.close()
