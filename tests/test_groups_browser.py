@@ -72,6 +72,22 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "group-chat.png"), full_page=True)
 
+        # Mute Cy mid-chat: the row greys Cy out, and Cy says nothing in the next turns.
+        cy_lines = chat_text(page).count("Cy:")
+        page.get_by_text("Members of the open chat's group").click()
+        page.locator("#group-muted input").click()
+        page.get_by_role("option", name="Cy").click()
+        page.locator("#group-save-members").click()
+        page.wait_for_function("() => document.querySelector('#speaker-2').innerText.includes('muted')",
+                               timeout=20_000)
+        assert page.locator("#speaker-2").is_disabled()
+        page.locator("#talk-turns input").fill("2")
+        page.locator("#let-them-talk").click()
+        page.wait_for_function("() => document.querySelectorAll(\"#chatbot [data-testid='bot']\").length === 7",
+                               timeout=90_000)
+        assert chat_text(page).count("Cy:") == cy_lines
+        page.screenshot(path=str(SCREENSHOTS / "group-chat-muted.png"), full_page=True)
+
         # The Experts tab: the chat's routing by speaker, two members side by side.
         page.get_by_role("tab", name="Experts").click()
         page.locator("#experts-refresh").click()
@@ -97,5 +113,5 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         page.wait_for_function("() => document.querySelector('#chat-stats').innerText.includes('ended by')",
                                timeout=60_000)
         page.wait_for_timeout(3000)
-        assert bot_count(page) == 6
+        assert bot_count(page) == 8
         page.close()

@@ -24,7 +24,14 @@ class GroupPicker:
     def __init__(self, characters: list[tuple[str, str]]):
         with gr.Accordion("Group chats", open=False, elem_id="group-chats") as self.accordion:
             self.group = gr.Dropdown([], label="Group", elem_id="group-picker")
+            self.opener = gr.Dropdown([], label="Opens with the greeting of", elem_id="group-opener")
             self.new_chat_btn = gr.Button("New group chat", elem_id="new-group-chat")
+            with gr.Accordion("Members of the open chat's group", open=False):
+                self.muted = gr.Dropdown([], multiselect=True, label="Muted (never speak)", elem_id="group-muted")
+                self.joining = gr.Dropdown([c for c in characters if c[1]], label="Add a character",
+                                           elem_id="group-add")
+                self.leaving = gr.Dropdown([], label="Remove a member (its messages stay)", elem_id="group-remove")
+                self.members_btn = gr.Button("Save members", elem_id="group-save-members")
             with gr.Accordion("New group", open=False):
                 self.name = gr.Textbox(label="Name", elem_id="group-name")
                 self.members = gr.Dropdown([c for c in characters if c[1]], multiselect=True, label="Members",
@@ -81,13 +88,41 @@ class GroupHandlers:
             updates[button] = gr.update(value=label, icon=icon, visible=True, interactive=not member.muted)
         return updates
 
+    def on_group(self, group_value: str) -> dict:
+        """The group's members as the possible openers (the first by default, or nobody)."""
+        group = self.groups.group(int(group_value)) if group_value else None
+        choices = [("nobody (no greeting)", "")] + [(m.name, str(m.id)) for m in group.members] if group else []
+        first = str(group.members[0].id) if group and group.members else None
+        return {self.page.group_picker.opener: gr.update(choices=choices, value=first)}
+
     @warns
-    def on_new_chat(self, group_value: str) -> dict:
+    def on_new_chat(self, group_value: str, opener: str) -> dict:
         if not group_value:
             raise ChatError("pick a group first")
         group = self.groups.group(int(group_value))
-        chat = self.groups.new_chat(group.id, greeting_member=group.members[0].id)
+        chat = self.groups.new_chat(group.id, greeting_member=int(opener) if opener else None)
         return {self.page.character: "", **self.browser.open(chat.id, "")}
+
+    def draw_members(self, current: str) -> dict:
+        """The open chat's group in the members section: who is muted, who may leave."""
+        picker = self.page.group_picker
+        group = self.groups.group_of(current) if self.groups.is_group_chat(current) else None
+        choices = [(m.name, str(m.id)) for m in group.members] if group else []
+        muted = [str(m.id) for m in group.members if m.muted] if group else []
+        return {picker.muted: gr.update(choices=choices, value=muted),
+                picker.leaving: gr.update(choices=choices, value=None), picker.joining: gr.update(value=None)}
+
+    @warns
+    def on_members(self, current: str, muted: list[str], joining: str, leaving: str) -> dict:
+        group = self.groups.group_of(current)
+        for member in group.members:
+            if (str(member.id) in (muted or [])) != member.muted:
+                self.groups.set_muted(group.id, member.id, not member.muted)
+        if leaving:
+            self.groups.remove_member(group.id, int(leaving))
+        if joining:
+            self.groups.add_member(group.id, int(joining))
+        return {**self.draw_row(current), **self.draw_members(current), **self.browser.header.draw(current, "")}
 
     @warns
     def on_create(self, name: str, members: list[str], strategy: str, prompt_mode: str) -> dict:
@@ -117,9 +152,13 @@ class GroupHandlers:
     def wire(self) -> None:
         p = self.page
         picker, row = p.group_picker, p.speaker_row
-        p.chat_id.change(self.draw_row, p.chat_id, row.outputs)
+        members = [picker.muted, picker.leaving, picker.joining]
+        p.chat_id.change(self.draw_row, p.chat_id, row.outputs).then(self.draw_members, p.chat_id, members)
         picker.accordion.expand(self.refresh_groups, None, picker.group)
-        picker.new_chat_btn.click(self.on_new_chat, picker.group, [p.character, *p.open_outputs])
+        picker.group.change(self.on_group, picker.group, picker.opener)
+        picker.new_chat_btn.click(self.on_new_chat, [picker.group, picker.opener], [p.character, *p.open_outputs])
+        picker.members_btn.click(self.on_members, [p.chat_id, *members],
+                                 [*row.outputs, *members, *p.heading_outputs])
         picker.create_btn.click(self.on_create, [picker.name, picker.members, picker.strategy, picker.prompt_mode],
                                 picker.group)
         triggers = [(button.click, self.member_speaks(i), p.stream_inputs) for i, button in enumerate(row.buttons)]
