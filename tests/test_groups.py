@@ -145,3 +145,20 @@ def test_groups_are_named_and_checked(scripted_services, trio):
     assert [g.name for g in groups.groups()] == ["Trio"]
     with pytest.raises(ChatError):
         scripted_services.chats.chat(chat.id)
+
+
+def test_the_group_scenario_replaces_the_cards_own_in_both_modes(scripted_ctx, scripted_services):
+    repo = CharacterRepository(scripted_ctx.db)
+    ids = [repo.add(card(name, scenario=f"{name}'s own harbour."), None, {}, None) for name in ("Ann", "Bob")]
+    groups, engine = scripted_services.groups, scripted_services.engine
+    plain = groups.create("Plain", ids)
+    chat = groups.new_chat(plain.id)
+    list(groups.send(chat.id, "Hi", speaker=plain.members[0].id))
+    text = "".join(s.text for s in engine.requests[-1].prompt)
+    assert "Ann's own harbour." in text and "Bob's own harbour." in text
+    for mode in ("join", "swap"):
+        group = groups.create(f"Storm {mode}", ids, prompt_mode=mode, scenario="A storm at sea.")
+        chat = groups.new_chat(group.id)
+        list(groups.send(chat.id, "Hi", speaker=group.members[1].id))
+        text = "".join(s.text for s in engine.requests[-1].prompt)
+        assert "A storm at sea." in text and "own harbour" not in text

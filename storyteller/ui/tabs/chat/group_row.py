@@ -40,6 +40,8 @@ class GroupPicker:
                 self.prompt_mode = gr.Radio(list(PROMPT_MODES), value="join", label="Cards in the prompt",
                                             info="join: every member's card (a change of speaker keeps the cache); "
                                                  "swap: only the speaker's")
+                self.scenario = gr.Textbox(label="Scenario (instead of the cards' own)", lines=2,
+                                           elem_id="group-scenario")
                 self.create_btn = gr.Button("Create group", elem_id="create-group")
 
 
@@ -125,8 +127,9 @@ class GroupHandlers:
         return {**self.draw_row(current), **self.draw_members(current), **self.browser.header.draw(current, "")}
 
     @warns
-    def on_create(self, name: str, members: list[str], strategy: str, prompt_mode: str) -> dict:
-        group = self.groups.create(name, [int(m) for m in members or []], strategy, prompt_mode)
+    def on_create(self, name: str, members: list[str], strategy: str, prompt_mode: str, scenario: str) -> dict:
+        group = self.groups.create(name, [int(m) for m in members or []], strategy, prompt_mode,
+                                   scenario=scenario or "")
         gr.Info(f"Group {group.name} created")
         return {self.page.group_picker.group: gr.update(choices=self.group_choices(), value=str(group.id))}
 
@@ -159,8 +162,8 @@ class GroupHandlers:
         picker.new_chat_btn.click(self.on_new_chat, [picker.group, picker.opener], [p.character, *p.open_outputs])
         picker.members_btn.click(self.on_members, [p.chat_id, *members],
                                  [*row.outputs, *members, *p.heading_outputs])
-        picker.create_btn.click(self.on_create, [picker.name, picker.members, picker.strategy, picker.prompt_mode],
-                                picker.group)
+        picker.create_btn.click(self.on_create, [picker.name, picker.members, picker.strategy, picker.prompt_mode,
+                                                 picker.scenario], picker.group)
         triggers = [(button.click, self.member_speaks(i), p.stream_inputs) for i, button in enumerate(row.buttons)]
         triggers.append((row.talk_btn.click, self.talk, [row.turns, *p.stream_inputs]))
         for trigger, handler, inputs in triggers:
