@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from storyteller.core.services import Services
@@ -114,4 +116,34 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
                                timeout=60_000)
         page.wait_for_timeout(3000)
         assert bot_count(page) == 8
+        page.close()
+
+
+def test_a_sillytavern_group_chat_imports_and_exports_in_settings(tiny_model, browser, data_dir, tmp_path):
+    group = {"name": "Tavern", "members": ["Ann.png", "Zed.png"], "activation_strategy": 1, "generation_mode": 1}
+    lines = [{"user_name": "unused", "character_name": "unused"},
+             {"name": "Ann", "is_user": False, "mes": "Hi.", "original_avatar": "Ann.png"},
+             {"name": "Zed", "is_user": False, "mes": "Two", "swipes": ["One", "Two"], "swipe_id": 1,
+              "original_avatar": "Zed.png"}]
+    (tmp_path / "Tavern.json").write_text(json.dumps(group))
+    (tmp_path / "Tavern chat.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with running_app(data_dir, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        page.get_by_role("tab", name="Settings").click()
+        page.get_by_role("tab", name="Import / Export").click()
+        page.get_by_text("SillyTavern group chats").click()
+        page.locator("#import-group input[type='file']").set_input_files(
+            [str(tmp_path / "Tavern.json"), str(tmp_path / "Tavern chat.jsonl")])
+        page.wait_for_function("() => document.querySelector('#import-group-status').innerText.includes('Imported')",
+                               timeout=30_000)
+        status = page.locator("#import-group-status").inner_text()
+        assert "Tavern" in status and "Ann, Zed" in status and "placeholder" in status
+        page.locator("#export-group").click()
+        page.wait_for_selector("#exported-group a", timeout=30_000)
+        names = page.locator("#exported-group").inner_text()
+        assert "Tavern\n.json" in names and "Tavern chat\n.jsonl" in names
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "group-import-export.png"), full_page=True)
         page.close()

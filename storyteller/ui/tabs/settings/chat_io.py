@@ -1,4 +1,5 @@
-"""Settings tab, its Import / Export sub-tab: SillyTavern and text-generation-webui chats in, SillyTavern JSONL and Markdown out."""
+"""Settings tab, its Import / Export sub-tab: SillyTavern and text-generation-webui chats in, SillyTavern JSONL and Markdown out
+(SillyTavern group chats: group_io.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import gradio as gr
 
 from storyteller.core.services import Services
 from storyteller.ui.safe_markdown import escape_markdown
+from storyteller.ui.tabs.settings import group_io
 from storyteller.ui.widgets.choices import character_choices
 from storyteller.ui.widgets.errors import USER_ERRORS
 
@@ -39,6 +41,7 @@ def build(services: Services, parent: gr.Tab) -> None:
                     file_types=[".jsonl", ".json"], type="filepath", height=120, elem_id="import-chat",
                 )
                 status = gr.Markdown(elem_id="import-status")
+        group_io.build(services, [parent.select, tab.select])
 
         def choices(selected: str | None = None) -> tuple:
             listed = files.listing()
