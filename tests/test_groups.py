@@ -162,3 +162,13 @@ def test_the_group_scenario_replaces_the_cards_own_in_both_modes(scripted_ctx, s
         list(groups.send(chat.id, "Hi", speaker=group.members[1].id))
         text = "".join(s.text for s in engine.requests[-1].prompt)
         assert "A storm at sea." in text and "own harbour" not in text
+
+
+def test_impersonation_writes_the_users_turn_without_a_speaker_instruction(scripted_services, trio):
+    groups, engine = scripted_services.groups, scripted_services.engine
+    chat = groups.new_chat(trio.id, greeting_member=trio.members[0].id)
+    finished = [e for e in groups.impersonate(chat.id) if isinstance(e, ReplyFinished)]
+    text = "".join(s.text for s in engine.requests[-1].prompt)
+    assert finished and finished[0].message_id is None and "[Write the next reply only as" not in text
+    assert {"\nAnn:", "\nBob:", "\nCy:"} <= set(engine.requests[-1].stop)
+    assert len(scripted_services.chats.view(chat.id).messages) == 1  # nothing saved

@@ -72,12 +72,15 @@ def member_card_part(chat: ChatRow, context: CharacterContext, scenario_override
     return PromptPart(f"card: {context.char_name}", substitute(text, chat_macros(chat, context)))
 
 
-def speaker_context(ctx: AppContext, chat: ChatRow, group: GroupRow, speaker: MemberRow) -> GroupSpeakerContext:
+def speaker_context(ctx: AppContext, chat: ChatRow, group: GroupRow, speaker: MemberRow,
+                    instruct: bool = True) -> GroupSpeakerContext:
+    """The prompt's context for `speaker`'s reply (`instruct`: with the speaker instruction; an impersonation,
+    the user's turn, goes without)."""
     members = [member_context(ctx, m, chat.persona_id) for m in group.members]
     own = members[[m.id for m in group.members].index(speaker.id)] if speaker in group.members \
         else member_context(ctx, speaker, chat.persona_id)
     swap = group.prompt_mode == "swap"
-    post_history = "\n".join(t for t in (own.post_history.strip(), SPEAKER_INSTRUCTION) if t)
+    post_history = "\n".join(t for t in (own.post_history.strip(), SPEAKER_INSTRUCTION if instruct else "") if t)
     scenario = group.scenario.strip() or own.scenario
     if swap:
         return GroupSpeakerContext(**{**own.__dict__, "post_history": post_history, "scenario": scenario}, swap=True)

@@ -251,7 +251,7 @@ class GroupChats:
         group = self.group_of(chat_id)
         turn = Turn(self.ctx, self.chats.repo, ChatError)
         inputs = self.chats._inputs(turn, chat, parent_id, options)
-        inputs.character = speaker_context(self.ctx, chat, group, member)
+        inputs.character = speaker_context(self.ctx, chat, group, member, instruct=role == "assistant")
         inputs.history = named_history(inputs.history)
         request = self.chats.prompts.request(turn, inputs, role, continuing)
         opening = member if role == "assistant" and continuing is None else None
