@@ -97,6 +97,9 @@ def test_groups_cli_create_list_chat_export_and_rm(cli, tiny_model, tmp_path):
     one = cli("chat", None, "--model", str(tiny_model), "--group", "Trio", "--chat", rows[0]["chat_id"],
                   "--speaker", "Cy", "--message", "Cy?", "--json")
     assert [json.loads(line)["speaker"] for line in one.stdout.splitlines()] == ["Cy"]
+    talk = cli("chat", None, "--model", str(tiny_model), "--group", "Trio", "--chat", rows[0]["chat_id"],
+               "--turns", "2")
+    assert talk.returncode == 0 and [line.split(":")[0] for line in talk.stdout.splitlines()] == ["Ann", "Bob"]
     bad = cli("chat", None, "--model", str(tiny_model), "--group", "Trio", "--speaker", "Dee", "--message", "x")
     assert bad.returncode == 1 and "no member 'Dee'" in bad.stderr
     assert "Bob (muted)" in cli("groups", "mute", "Trio", "Bob").stdout

@@ -172,7 +172,10 @@ def run_group_chat(services: Services, args: argparse.Namespace, options: ReplyO
     if not args.chat:
         print(f"new chat {chat.id}: {chat.title}", file=sys.stderr)
     speaker = groups.member_named(group, args.speaker).id if args.speaker else None
-    messages = [args.message] if args.message is not None else [line.rstrip("\n") for line in sys.stdin]
+    if args.message is not None:
+        messages = [args.message]
+    else:  # --turns alone: the members talk among themselves
+        messages = [] if args.turns else [line.rstrip("\n") for line in sys.stdin]
     for message in messages:
         if message.strip():
             _print_replies(groups.send(chat.id, message, speaker, options), chat.id, args.json)
