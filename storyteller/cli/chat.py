@@ -6,10 +6,7 @@ import argparse
 import json
 import sys
 
-from storyteller.cli.common import (
-    add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
-    print_progress,
-)
+from storyteller.cli.common import add_data_dir_option, add_load_options, add_model_options, open_services, print_notice, start_model
 from storyteller.cli.groups import run_group_chat
 from storyteller.core.chat.chats import ReplyOptions
 from storyteller.core.chat.replies import ReplyFinished
@@ -23,7 +20,7 @@ def register(subparsers) -> None:
         "--chat ID) and prints each reply. The chat is the one the UI shows; the CLI loads its own model.",
     )
     add_data_dir_option(parser)
-    parser.add_argument("--model", required=True, metavar="PATH", help="GGUF file to load")
+    add_model_options(parser, required=True)
     parser.add_argument("--character", metavar="ID|NAME", help="chat with this character (default: a plain narrator)")
     parser.add_argument("--chat", metavar="ID", help="go on with this chat")
     parser.add_argument("--group", metavar="ID|NAME", help="a group chat of this group (`storyteller groups`)")
@@ -52,11 +49,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("--turns must be 0 or more")
     services = open_services(args)
     try:
-        settings = load_settings(services, args)
         chats = services.chats
         if args.group:
             services.groups.group(args.group)  # an unknown group fails before the model loads
-            print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+            start_model(services, args)
             run_group_chat(services, args, ReplyOptions(max_tokens=args.max_tokens, preset=args.preset))
             return 0
         if args.chat:
@@ -68,7 +64,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         options = ReplyOptions(max_tokens=args.max_tokens, preset=args.preset)
         if args.preset:
             chats.preset(chat, args.preset)  # an unknown preset fails before the model loads
-        print_notice(services.load_model(settings, on_progress=lambda f: print_progress("loading model", f)).notice)
+        start_model(services, args)
         messages = [args.message] if args.message is not None else (line.rstrip("\n") for line in sys.stdin)
         for message in messages:
             if not message.strip():

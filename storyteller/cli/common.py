@@ -6,6 +6,7 @@ A user error (core's `UserError`: exit code 1) is raised, never printed here: `m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -14,15 +15,40 @@ from pydantic import ValidationError
 from storyteller.core.context import resolve_data_dir
 from storyteller.core.errors import UserError
 from storyteller.core.services import Services
-from storyteller.engine import LoadSettings
+from storyteller.engine import LoadSettings, ModelInfo
 
-__all__ = ["UserError", "add_data_dir_option", "add_load_options", "add_no_repack_option", "load_settings",
-           "open_services", "print_notice", "print_progress"]
+__all__ = ["UserError", "add_data_dir_option", "add_load_options", "add_model_options", "add_no_repack_option",
+           "load_settings", "open_services", "print_notice", "print_progress", "start_model"]
+
+SERVER_KEY_ENV = "STORYTELLER_SERVER_KEY"
 
 
 def open_services(args: argparse.Namespace) -> Services:
     """The services of the data folder that --data-dir (else $STORYTELLER_HOME, else the default) names."""
     return Services.open(resolve_data_dir(args.data_dir))
+
+
+def add_model_options(parser: argparse.ArgumentParser, *, required: bool, model_help: str = "GGUF file to load") -> None:
+    """--model PATH or --server URL (with --server-key): the model this app runs, or one a server runs."""
+    where = parser.add_mutually_exclusive_group(required=required)
+    where.add_argument("--model", metavar="PATH", help=model_help)
+    where.add_argument("--server", metavar="URL",
+                       help="use the model a server runs instead of --model: llama-server, another Storyteller's API, "
+                       "or an OpenAI-compatible server (vLLM, LM Studio, KoboldCpp, Ollama)")
+    parser.add_argument("--server-key", metavar="KEY", default=os.environ.get(SERVER_KEY_ENV),
+                        help=f"the server's API key, sent as a bearer token (default: ${SERVER_KEY_ENV})")
+
+
+def start_model(services: Services, args: argparse.Namespace, **fields: Any) -> ModelInfo:
+    """Connects to --server (and says on stderr what it supports), else loads --model with the load flags."""
+    if args.server:
+        info = services.connect_server(args.server, args.server_key)
+        print("storyteller: " + services.describe_server().replace("**", "").replace("  \n", "\n  "), file=sys.stderr)
+    else:
+        settings = load_settings(services, args, **fields)
+        info = services.load_model(settings, on_progress=lambda f: print_progress("loading model", f))
+    print_notice(info.notice)
+    return info
 
 
 def load_settings(services: Services, args: argparse.Namespace, **fields: Any) -> LoadSettings:

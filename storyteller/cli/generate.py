@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from storyteller.cli.common import (
-    UserError, add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
-    print_progress,
+    UserError, add_data_dir_option, add_load_options, add_model_options, open_services, print_notice, start_model,
 )
 from storyteller.core.models.completion import complete
 from storyteller.core.presets.presets import sampling_for
@@ -26,7 +25,7 @@ def register(subparsers) -> None:
         "(so the KV cache carries over from prompt to prompt).",
     )
     add_data_dir_option(parser)
-    parser.add_argument("--model", required=True, metavar="PATH", help="GGUF file to load")
+    add_model_options(parser, required=True)
     parser.add_argument("--prompt", metavar="TEXT", help="one prompt (default: one per line of stdin)")
     parser.add_argument("--preset", metavar="NAME", help="sampling preset (default: min-p 0.05 at temperature 0.8)")
     parser.add_argument(
@@ -51,13 +50,13 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     services = open_services(args)
     routing = None
     try:
-        settings = load_settings(services, args, expert_used_count=args.experts_used)
         preset = services.presets.get(args.preset) if args.preset else None
         sampling = sampling_for(preset, DEFAULT_MAX_TOKENS, max_tokens=args.max_tokens, seed=args.seed, stop=args.stop)
-        info = services.load_model(settings, on_progress=lambda f: print_progress("loading model", f))
-        print_notice(info.notice)
+        info = start_model(services, args, expert_used_count=args.experts_used)
+        if args.routing and not services.engine.capabilities.router_capture:
+            raise UserError("--routing is unavailable for a model a server runs: its router choices stay on the server")
         if args.routing and not info.expert_count:
-            raise UserError(f"{Path(args.model).name} is not a mixture-of-experts model: it has no routing to record")
+            raise UserError(f"{Path(info.path).name} is not a mixture-of-experts model: it has no routing to record")
         routing = open(args.routing, "w", encoding="utf-8") if args.routing else None
         for prompt in prompts:
             if not prompt.strip():

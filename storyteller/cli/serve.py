@@ -8,8 +8,8 @@ import sys
 import threading
 
 from storyteller.cli.common import (
-    add_data_dir_option, add_load_options, load_settings, open_services, print_notice,
-    print_progress,
+    add_data_dir_option, add_load_options, add_model_options, load_settings, open_services, print_notice,
+    print_progress, start_model,
 )
 from storyteller.core.services import Services
 from storyteller.engine import EngineError, LoadSettings
@@ -30,7 +30,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser window")
-    parser.add_argument("--model", metavar="PATH", help="GGUF file to load at start")
+    add_model_options(parser, required=False, model_help="GGUF file to load at start")
     parser.add_argument("--auth", metavar="USER:PASS",
                         help="require this login (needed off loopback); API calls then need it too, as HTTP basic auth, "
                         "unless --api-key is given")
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # The model loads in its worker process while this one imports gradio (seconds each, on two cores);
     # the page is served once both are done, so its first view shows the model loaded.
     loading = ModelAtStart(services, load_settings(services, args)) if args.model else None
+    if args.server:
+        start_model(services, args)
     from storyteller.cli import server  # fastapi, uvicorn, the API and gradio: loaded while the model loads
 
     policy = server.AccessPolicy(args.host, api_key=args.api_key, login=auth, cors_origin=args.cors_origin)

@@ -34,7 +34,7 @@ class AppContext:
     data_dir: Path
     db: Database
     settings: SettingsRepository
-    engine: Engine
+    engine: Engine  # the local engine, or a server's after `core.models.remote.connect_server`
 
     @classmethod
     def open(cls, data_dir: Path, engine: Engine | None = None) -> AppContext:
@@ -45,14 +45,16 @@ class AppContext:
         db = Database(data_dir / DATABASE_FILE)
         db.migrate()
         settings = SettingsRepository(db)
-        snapshots = SnapshotConfig(str(data_dir / SNAPSHOT_DIR), AppSettings(settings).kv_snapshot_cap())
-        return cls(
-            data_dir=data_dir,
-            db=db,
-            settings=settings,
-            engine=engine or LocalEngine(log_dir=data_dir / "logs", kernel_verdicts=data_dir / KERNEL_VERDICTS_FILE,
-                                         snapshots=snapshots),
-        )
+        context = cls(data_dir=data_dir, db=db, settings=settings, engine=engine)  # type: ignore[arg-type]
+        if engine is None:
+            context.engine = context.new_local_engine()
+        return context
+
+    def new_local_engine(self) -> Engine:
+        """The app's own engine: models run in a worker process of this app (KV snapshots in the data folder)."""
+        snapshots = SnapshotConfig(str(self.snapshots_dir), AppSettings(self.settings).kv_snapshot_cap())
+        return LocalEngine(log_dir=self.data_dir / "logs", kernel_verdicts=self.data_dir / KERNEL_VERDICTS_FILE,
+                           snapshots=snapshots)
 
     def spare_engine(self, name: str) -> Engine:
         """A second local engine beside the app's own (the loaded model stays), logging to logs/<name>."""

@@ -25,6 +25,7 @@ from storyteller.core.context import AppContext
 from storyteller.core.models.library import Library
 from storyteller.core.models.loading import describe_engine, load_model, new_load_settings
 from storyteller.core.models.quick_start import QuickStart
+from storyteller.core.models.remote import connect_server, describe_server, is_remote, check_server, use_this_pc
 from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.routing.experts import Experts
 from storyteller.core.samples.samples import Samples
@@ -120,6 +121,28 @@ class Services:
     def new_load_settings(self, model_path: str, **given) -> LoadSettings:
         """LoadSettings for a new load: what is given (None = not given), else the defaults for new loads."""
         return new_load_settings(self.settings, model_path, **given)
+
+    def connect_server(self, url: str, key: str | None = None) -> ModelInfo:
+        """Runs models on the server at `url` from now on (llama-server, another Storyteller, OpenAI-compatible)."""
+        return connect_server(self.ctx, url, key)
+
+    def check_server(self, url: str, key: str | None = None) -> str:
+        """Whether the server at `url` can be used, and what it supports (Markdown); raises ServerError."""
+        return check_server(url, key)
+
+    def use_this_pc(self) -> None:
+        """Runs models in this app again (after a server)."""
+        use_this_pc(self.ctx)
+
+    @property
+    def on_server(self) -> bool:
+        """Whether the app's model runs on a server now."""
+        return is_remote(self.engine)
+
+    def describe_server(self) -> str:
+        """What the connected server runs and supports (Markdown), or "" when the model is not on a server."""
+        info = self.engine.model_info
+        return describe_server(info, self.engine.capabilities) if self.on_server and info else ""
 
     def describe_engine(self) -> str:
         """One line for status bars: what is loaded, or that the worker crashed."""

@@ -129,6 +129,8 @@ class ModelInfo:
     device_bytes: dict[str, int] = field(default_factory=dict)
     expert_layers_on_cpu: list[int] = field(default_factory=list)
     notice: str | None = None  # something the user should know about this load, in one sentence
+    # Where the model runs when a server runs it ("llama-server at http://…"); None: this app's own worker.
+    server: str | None = None
 
     @property
     def placement(self) -> LoadPlacement:

@@ -29,7 +29,7 @@ from storyteller.core.models.completion import loaded_model
 from storyteller.core.presets.presets import Preset, PresetError, Sampling, sampling_for
 from storyteller.core.routing.capture import keep_capture
 from storyteller.core.settings_keys import AppSettings
-from storyteller.engine import Done, GenerateRequest, ModelInfo, Segment
+from storyteller.engine import Done, EngineError, GenerateRequest, ModelInfo, Segment
 from storyteller.engine.sampling import MAX_SEED
 from storyteller.storage.chats import ChatRepository, MessageRow
 
@@ -110,21 +110,29 @@ class Turn:
 
         save = (lambda text: self.repo.update_message(message_id, content=text)) if message_id is not None else None
         stream = SavedStream(self.ctx.engine.generate(request.generate), save, prefix)
+        interrupted = False
         try:
             yield from stream
+        except EngineError:
+            interrupted = True  # the engine failed mid-reply (a server that went away): the text so far stays
+            raise
         finally:
             # Also on an error or when the caller stops listening: what was generated stays.
             if message_id is not None:
-                self._finish(message_id, continuing, stream, request.seed)
+                self._finish(message_id, continuing, stream, request.seed, interrupted)
         done = stream.done
         if on_done is not None:
             on_done(done)
         yield ReplyFinished(prefix + done.text, message_id, done.stats, request.trimmed_tokens, done.notice)
 
-    def _finish(self, message_id: int, continuing: MessageRow | None, stream: SavedStream, seed: int | None) -> None:
-        """The reply's final save: its text, status, and (when the engine finished) ids, stats, seed, capture."""
+    def _finish(self, message_id: int, continuing: MessageRow | None, stream: SavedStream, seed: int | None,
+                interrupted: bool) -> None:
+        """The reply's final save: its text, status, and (when the engine finished) ids, stats, seed, capture;
+        marked interrupted when the engine failed with text streamed."""
         done = stream.done
         fields: dict = {"content": stream.text, "status": "final"}
+        if interrupted and stream.text:
+            fields["meta"] = {**(continuing.meta if continuing else {}), "interrupted": True}
         if done is not None:
             fields["content"] = (continuing.content if continuing else "") + done.text
             fields["token_ids"] = reply_ids(continuing, done)

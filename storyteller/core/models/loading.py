@@ -83,11 +83,16 @@ def describe_model(info: ModelInfo | None) -> str:
     if info is None:
         return "No model loaded"
     name = info.path.replace("\\", "/").rsplit("/", 1)[-1]
-    parts = [name, f"{info.n_params / 1e9:.2f}B params" if info.n_params >= 1e8 else f"{info.n_params / 1e6:.1f}M params"]
+    parts = [name]
+    if info.n_params:
+        parts.append(f"{info.n_params / 1e9:.2f}B params" if info.n_params >= 1e8 else f"{info.n_params / 1e6:.1f}M params")
     if info.expert_count:
         parts.append(f"{info.expert_used_count} of {info.expert_count} experts per token")
     parts.append(f"context {info.n_ctx}")
-    parts.append(f"{info.gpu_layers} layers on GPU" if info.gpu_layers else "CPU")
+    if info.server:
+        parts.append(f"on {info.server}")
+    else:
+        parts.append(f"{info.gpu_layers} layers on GPU" if info.gpu_layers else "CPU")
     if info.expert_layers_on_cpu and info.gpu_layers:
         parts.append(f"experts of {len(info.expert_layers_on_cpu)} layers in RAM")
     extra = [name for name in info.buffer_types if is_extra_buffer_type(name)]

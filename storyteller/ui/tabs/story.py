@@ -209,7 +209,7 @@ def build(services: Services) -> StoryLink:
         for button, action in ((generate_btn, stories.continue_story), (retry_btn, stories.retry)):
             button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine", show_progress="hidden")
         # Stop must not wait in the engine's queue behind the continuation it stops.
-        stop_btn.click(services.engine.stop, queue=False)
+        stop_btn.click(lambda: services.engine.stop(), queue=False)
         undo_btn.click(stepping(stories.undo), page_inputs, view_outputs)
         redo_btn.click(stepping(stories.redo), page_inputs, view_outputs)
         document.blur(storing(True), page_inputs, view_outputs, show_progress="hidden")

@@ -30,9 +30,13 @@ class ReplyStreams:
         self.services = services
         self.chats = services.chats
         self.groups = services.groups
-        self.engine = services.engine
         self.page = page
         self.browser = browser
+
+    @property
+    def engine(self):
+        """The app's engine now (the Models tab can switch it to a server's and back)."""
+        return self.services.engine
 
     # --- the actions ----------------------------------------------------------------------------
 
@@ -189,5 +193,5 @@ class ReplyStreams:
         p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
         p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
         # Stop must not wait in the engine's queue behind the reply it stops.
-        p.stop_btn.click(self.engine.stop, queue=False)
+        p.stop_btn.click(lambda: self.engine.stop(), queue=False)
         p.reload_btn.click(self.on_reload, outputs=[p.stats, p.crash_box, p.reload_btn], concurrency_id="engine")
