@@ -38,6 +38,7 @@ def router(services: Services) -> APIRouter:
             "total_slots": 1,
             "model_path": info.path,
             "chat_template": info.chat_template or "",
+            "bos_token": info.bos_text or "", "eos_token": info.eos_text or "",
             "modalities": {"vision": False, "audio": False},
             "build_info": "storyteller",
         }

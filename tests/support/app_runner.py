@@ -32,8 +32,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(data_dir: Path, *extra_args: str, env: dict | None = None) -> Iterator[RunningApp]:
-    """`python app.py --no-browser --data-dir DATA_DIR --port N EXTRA_ARGS…`, waited for until it answers."""
+def running_app(data_dir: Path, *extra_args: str, env: dict | None = None, ready: str = "") -> Iterator[RunningApp]:
+    """`python app.py --no-browser --data-dir DATA_DIR --port N EXTRA_ARGS…`, waited for until it answers
+    `ready` (a path below the root: `health` for an API without the UI)."""
     port = free_port()
     log_path = data_dir / "server.log"
     with open(log_path, "w") as log:
@@ -48,7 +49,7 @@ def running_app(data_dir: Path, *extra_args: str, env: dict | None = None) -> It
         deadline = time.monotonic() + 120
         while True:
             try:
-                urllib.request.urlopen(url, timeout=2)
+                urllib.request.urlopen(url + ready, timeout=2)
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:

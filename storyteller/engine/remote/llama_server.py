@@ -130,6 +130,8 @@ class LlamaServerEngine:
                         break
                     if self._stop.is_set():
                         break  # leaving the block closes the stream: the server stops this slot
+                else:
+                    raise ServerGone(f"{self.server.url} went away: the reply ended unfinished")
         except ServerGone as exc:
             raise ServerGone(f"{exc}. The reply so far is kept and marked interrupted.") from None
         yield self._done(prompt, "".join(text), ids, final, request)

@@ -127,6 +127,8 @@ class OpenAiCompatibleEngine:
                         finish = choice.get("finish_reason") or finish
                     if self._stop.is_set():
                         break
+            if not finish and not self._stop.is_set():
+                raise ServerGone(f"{self.server.url} went away: the reply ended unfinished")
         except ServerGone as exc:
             raise ServerGone(f"{exc}. The reply so far is kept and marked interrupted.") from None
         reply = "".join(text)

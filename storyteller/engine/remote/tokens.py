@@ -33,10 +33,11 @@ class ServerTokenizer:
 
     @cached_property
     def space_prefix(self) -> bool:
-        """Whether every tokenize call starts with a space (SentencePiece)."""
-        pieces = self.server.post("/tokenize", {"content": "a", "parse_special": False, "with_pieces": True})["tokens"]
-        first = pieces[0].get("piece") if pieces and isinstance(pieces[0], dict) else None
-        return isinstance(first, str) and first.startswith((" ", "\u2581"))
+        """Whether every tokenize call starts with a space (SentencePiece): "a" alone then differs from "a"
+        behind a newline (read from ids, as servers spell pieces differently)."""
+        marker = self.ids("\n", False)
+        behind = self.ids("\na", False)
+        return behind[: len(marker)] == marker and behind[len(marker) :] != self.ids("a", False)
 
     def fragment(self, text: str, parse_special: bool) -> list[int]:
         """`text`'s ids as they are in mid-text (behind a newline whose ids are then dropped)."""

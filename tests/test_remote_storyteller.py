@@ -1,0 +1,115 @@
+"""The remote engines against another Storyteller's API (`storyteller serve --no-ui`, the tiny MoE in its
+worker): exact token counts, greedy text as the local engine's, a CLI chat whose later turns reuse the
+server's cache, settings a server lacks named, and a server that goes away mid-reply."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from storyteller.core.services import Services
+from storyteller.engine import GenerateRequest, LoadSettings, SamplerSettings, Segment, TextChunk
+from storyteller.engine.remote import LlamaServerEngine, OpenAiCompatibleEngine, remote_engine
+from storyteller.engine.remote.http import ServerGone
+from tests.support.app_runner import running_app
+from tests.support.llama_servers import server_that_goes_away
+
+pytestmark = pytest.mark.server
+
+GREEDY = SamplerSettings(temperature=0.0, seed=1)
+# "[INST]" is a control token of the tiny vocabulary: parsed in template text, plain text in content.
+SEGMENTS = [Segment("[INST] ", "template"), Segment("the knight said [INST] hello", "content"),
+            Segment(" [/INST]", "template")]
+
+
+@pytest.fixture(scope="module")
+def storyteller_api(tiny_model, tmp_path_factory):
+    args = ("--no-ui", "--model", str(tiny_model), "--threads", "1", "--n-ctx", "2048")
+    with running_app(tmp_path_factory.mktemp("api-data"), *args, ready="health") as app:
+        yield app.url.rstrip("/")
+
+
+@pytest.fixture
+def remote(storyteller_api):
+    engine = remote_engine(storyteller_api)
+    engine.load(LoadSettings(model_path=storyteller_api))
+    yield engine
+    engine.unload()
+
+
+def test_another_storyteller_is_a_llama_server_with_banned_strings_and_its_context(remote):
+    assert isinstance(remote, LlamaServerEngine)
+    assert remote.kind == "Storyteller"
+    assert remote.model_info.n_ctx == 2048 and remote.model_info.path.endswith("tiny-moe.gguf")
+    assert remote.capabilities.tokenizer and remote.capabilities.banned_strings
+    assert not remote.capabilities.router_capture
+
+
+def test_token_counts_are_the_local_engines_segment_by_segment(remote, tiny_engine):
+    ids = remote.tokenize(SEGMENTS)
+    assert ids == tiny_engine.tokenize(SEGMENTS)
+    inst = tiny_engine.tokenize([Segment("[INST]", "template")])[-1]
+    assert ids.count(inst) == 1  # the content's "[INST]" stayed text
+
+
+def test_greedy_text_is_the_local_engines(remote, tiny_engine):
+    request = GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=16)
+    local = list(tiny_engine.generate(request))[-1]
+    events = list(remote.generate(request))
+    done = events[-1]
+    assert done.text == local.text and done.token_ids == local.token_ids
+    assert "".join(e.text for e in events if isinstance(e, TextChunk)) == done.text
+    assert done.stats.prompt_tokens == local.stats.prompt_tokens
+    again = list(remote.generate(request))[-1]
+    assert again.text == local.text and again.stats.reused_tokens > 0
+
+
+def test_a_cli_chat_on_the_server_reuses_its_cache_and_counts_as_the_local_one(cli, storyteller_api, tiny_model, tmp_path):
+    turns = "hello there dragon\nwhat did the knight say\n"
+    remote = cli("chat", None, "--server", storyteller_api, "--preset", "Deterministic", "--max-tokens", "8", "--json",
+                 stdin=turns)
+    assert remote.returncode == 0, remote.stderr
+    assert "Token counts: exact" in remote.stderr
+    local = cli("chat", None, "--data-dir", str(tmp_path / "local"), "--model", str(tiny_model), "--threads", "1",
+                "--n-ctx", "2048", "--preset", "Deterministic", "--max-tokens", "8", "--json", stdin=turns)
+    remote_turns = [json.loads(line) for line in remote.stdout.splitlines()]
+    local_turns = [json.loads(line) for line in local.stdout.splitlines()]
+    assert [t["text"] for t in remote_turns] == [t["text"] for t in local_turns]
+    assert [t["stats"]["prompt_tokens"] for t in remote_turns] == [t["stats"]["prompt_tokens"] for t in local_turns]
+    assert remote_turns[1]["stats"]["reused_tokens"] > 0
+
+
+def test_an_openai_compatible_server_names_the_settings_it_lacks(storyteller_api):
+    engine = OpenAiCompatibleEngine(storyteller_api)
+    info = engine.load(LoadSettings(model_path=storyteller_api))
+    assert not engine.capabilities.tokenizer and "estimate" in info.notice
+    sampler = SamplerSettings(temperature=0.0, seed=1, top_k=40, dry_multiplier=0.8)
+    done = list(engine.generate(GenerateRequest(prompt=SEGMENTS, sampler=sampler, max_tokens=6)))[-1]
+    assert done.text and done.stats.generated_tokens == 6
+    assert "top_k" in done.notice and "dry_multiplier" in done.notice and "temperature" not in done.notice
+
+
+def test_a_server_that_goes_away_mid_reply_keeps_what_arrived_marked_interrupted(cli, tmp_path):
+    with server_that_goes_away() as url:
+        result = cli("chat", None, "--server", url, "--message", "hello", "--max-tokens", "8")
+    assert result.returncode == 1
+    assert "went away" in result.stderr and "interrupted" in result.stderr
+    chat_id = result.stderr.split("new chat ")[1].split(":")[0]
+    services = Services.open(cli.data_dir)
+    try:
+        reply = services.chats.view(chat_id).messages[-1]
+    finally:
+        services.close()
+    assert reply.content == "Once upon" and reply.meta.get("interrupted") is True
+
+
+def test_a_server_that_goes_away_raises_server_gone():
+    with server_that_goes_away() as url:
+        engine = LlamaServerEngine(url)
+        engine.load(LoadSettings(model_path=url))
+        events = engine.generate(GenerateRequest(prompt=[1, 2, 3], max_tokens=8))
+        assert next(events).text == "Once"
+        assert next(events).text == " upon"
+        with pytest.raises(ServerGone):
+            next(events)
