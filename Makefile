@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test install install-test bench clean
+.PHONY: run test install install-test bench clean llama-server
 
 run: $(VENV)/.installed
 	$(PY) app.py $(ARGS)
@@ -30,6 +30,11 @@ $(VENV)/.installed: pyproject.toml setup.py storyteller/engine/router_tap.c stor
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -e '.[test]'
 	touch $@
+
+# llama.cpp's llama-server and ggml-rpc-server from the source the pinned llama-cpp-python vendors, built
+# once into the per-user cache folder (its path is printed) and reused; the server tests build it too.
+llama-server: $(VENV)/.installed
+	$(PY) -m storyteller.engine.remote.server_build -j 2
 
 # Timing belongs here, never in `make test`: the quick suite takes ~10 minutes on a 2-core machine.
 bench: $(VENV)/.installed-test

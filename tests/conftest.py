@@ -178,6 +178,14 @@ def tiny_server(tiny_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def server_binaries():
+    """llama-server and ggml-rpc-server, built from the pinned llama.cpp when missing (as `make llama-server`)."""
+    from tests.support.llama_servers import built_binaries
+
+    return built_binaries()
+
+
+@pytest.fixture(scope="session")
 def browser():
     """Debian's Chromium through Playwright (Playwright's own browser download is not used)."""
     with launch_chromium() as chromium:
@@ -207,7 +215,7 @@ def open_page(browser):
 MARKED_BY_FIXTURE = {
     "browser": "browser", "open_page": "browser",
     "gemma_model": "gemma", "gemma_engine": "gemma",
-    "server": "server", "tiny_server": "server",
+    "server": "server", "tiny_server": "server", "server_binaries": "server",
     "slow_model": "slow",
 }
 

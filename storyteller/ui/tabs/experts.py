@@ -179,6 +179,9 @@ def build(services: Services, activity: Activity) -> None:
             info = services.engine.model_info
             if info is None:
                 return "No model loaded."
+            if services.on_server:
+                return (f"{describe_model(info)}  \n**Routing is unavailable for a remote model**: its router's choices "
+                        "stay on the server. Recording works for models run on this PC.")
             if not info.expert_count:
                 return f"{describe_model(info)}  \n**This model has no experts** (a dense model): there is no router to show."
             naming = services.experts.naming(info.path, info.expert_count)

@@ -1,0 +1,83 @@
+"""Storyteller's remote engine driving llama.cpp's own `llama-server`, alone and spread over two
+`ggml-rpc-server` processes on 127.0.0.1 (the binaries `make llama-server` builds from the pinned
+llama.cpp): greedy text as the local engine's on the same GGUF, exact token counts and context size,
+and a CLI chat whose later turns reuse the server's cached prefix."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+
+import pytest
+
+from storyteller.engine import GenerateRequest, LoadSettings, SamplerSettings, Segment
+from storyteller.engine.kernel_check import KernelVerdicts
+from storyteller.engine.remote import LlamaServerEngine, remote_engine
+from storyteller.engine.remote.launch import needs_no_repack, running_llama_server, running_rpc_server
+
+# The first test that starts a server may build the binaries (about 5-20 minutes on 2 cores).
+pytestmark = [pytest.mark.server, pytest.mark.timeout(3600)]
+
+GREEDY = SamplerSettings(temperature=0.0, seed=1)
+SEGMENTS = [Segment("[INST] ", "template"), Segment("once upon a time [INST] a dragon", "content"),
+            Segment(" [/INST]", "template")]
+TURNS = "hello there dragon\nwhat did the knight say\nand then the queen\n"
+
+
+@pytest.fixture(scope="module", params=["llama-server", "llama-server --rpc (2 rpc-servers)"])
+def server_url(request, server_binaries, tiny_model, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("server-logs")
+    no_repack = needs_no_repack(tiny_model, KernelVerdicts(None, logs))
+    with ExitStack() as stack:
+        rpc = []
+        if "rpc" in request.param:
+            rpc = [stack.enter_context(running_rpc_server(server_binaries, logs / f"rpc-{n}.log")) for n in range(2)]
+        yield stack.enter_context(running_llama_server(server_binaries, tiny_model, logs / "llama-server.log",
+                                                       rpc=rpc, no_repack=no_repack))
+
+
+@pytest.fixture
+def remote(server_url):
+    engine = remote_engine(server_url)
+    engine.load(LoadSettings(model_path=server_url))
+    yield engine
+    engine.unload()
+
+
+def test_llama_server_is_found_with_its_context_and_without_banned_strings(remote):
+    assert isinstance(remote, LlamaServerEngine) and remote.kind == "llama-server"
+    assert remote.model_info.n_ctx == 2048 and remote.model_info.path.endswith("tiny-moe.gguf")
+    assert remote.model_info.eos_text == "</s>"
+    assert remote.capabilities.tokenizer and not remote.capabilities.banned_strings
+
+
+def test_token_counts_are_the_local_engines(remote, tiny_engine):
+    assert remote.tokenize(SEGMENTS) == tiny_engine.tokenize(SEGMENTS)
+
+
+def test_greedy_text_is_the_local_engines(remote, tiny_engine):
+    request = GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=24)
+    local = list(tiny_engine.generate(request))[-1]
+    done = list(remote.generate(request))[-1]
+    assert done.token_ids == local.token_ids and done.text == local.text
+    assert done.stats.prompt_tokens == local.stats.prompt_tokens and done.stats.generated_tokens == 24
+
+
+def test_banned_strings_are_said_to_be_unapplied(remote):
+    sampler = SamplerSettings(temperature=0.0, seed=1, banned_strings=["dragon"])
+    done = list(remote.generate(GenerateRequest(prompt=SEGMENTS, sampler=sampler, max_tokens=2)))[-1]
+    assert "banned_strings" in done.notice and "not applied" in done.notice
+
+
+def test_a_cli_chat_reuses_the_cached_prefix_and_counts_as_the_local_one(cli, server_url, tiny_model, tmp_path):
+    common = ("--preset", "Deterministic", "--max-tokens", "8", "--json")
+    remote = cli("chat", None, "--server", server_url, *common, stdin=TURNS)
+    assert remote.returncode == 0, remote.stderr
+    local = cli("chat", None, "--data-dir", str(tmp_path / "local"), "--model", str(tiny_model), "--threads", "1",
+                "--n-ctx", "2048", *common, stdin=TURNS)
+    remote_turns = [json.loads(line)["stats"] for line in remote.stdout.splitlines()]
+    local_turns = [json.loads(line)["stats"] for line in local.stdout.splitlines()]
+    assert [t["prompt_tokens"] for t in remote_turns] == [t["prompt_tokens"] for t in local_turns]
+    for earlier, later in zip(remote_turns, remote_turns[1:]):
+        # the whole earlier prompt and its reply are in the server's cache (less the reply's last token)
+        assert later["reused_tokens"] >= earlier["prompt_tokens"] + earlier["generated_tokens"] - 1
