@@ -13,6 +13,7 @@ from storyteller.engine import GenerateRequest, LoadSettings, SamplerSettings, S
 from storyteller.engine.remote import LlamaServerEngine, OpenAiCompatibleEngine, remote_engine
 from storyteller.engine.remote.http import ServerGone
 from tests.support.app_runner import running_app
+from tests.support.browser import bot_text, open_tab, send, wait_for_reply
 from tests.support.llama_servers import server_that_goes_away
 
 pytestmark = pytest.mark.server
@@ -113,3 +114,24 @@ def test_a_server_that_goes_away_raises_server_gone():
         assert next(events).text == " upon"
         with pytest.raises(ServerGone):
             next(events)
+
+
+@pytest.mark.browser
+def test_the_models_tab_connects_to_a_server_and_chats_through_it(server, open_page, storyteller_api):
+    page = open_page(server, tab="Models")
+    page.get_by_label("A server").check()
+    page.locator("#server-url textarea, #server-url input").first.fill(storyteller_api)
+    page.get_by_role("button", name="Test connection").click()
+    page.get_by_text("Token counts: exact").wait_for(timeout=30_000)
+    assert not page.locator("#models-this-pc").is_visible()
+    page.get_by_role("button", name="Connect", exact=True).click()
+    page.get_by_text("Connected:").wait_for(timeout=30_000)
+    open_tab(page, "Experts")
+    page.get_by_text("Routing is unavailable for a remote model").wait_for(timeout=30_000)
+    open_tab(page, "Chat")
+    send(page, "hello there dragon")
+    wait_for_reply(page)
+    assert bot_text(page).strip()
+    open_tab(page, "Models")
+    page.get_by_label("This PC").check()
+    page.locator("#models-this-pc").wait_for(state="visible", timeout=30_000)
