@@ -119,8 +119,9 @@ class LlamaServerEngine:
             with self.server.stream("/completion", body) as events:
                 for event in events:
                     progress = event.get("prompt_progress")
-                    if progress:
+                    if progress:  # its `tokens` is a placeholder [0], not a sampled token
                         yield PromptProgress(int(progress.get("processed", 0)), int(progress.get("total", len(prompt))))
+                        continue
                     if event.get("content"):
                         text.append(event["content"])
                         yield TextChunk(event["content"])
@@ -140,20 +141,28 @@ class LlamaServerEngine:
         timings = final.get("timings") or {}
         reused = int(timings.get("cache_n", 0)) if final else 0
         reason = STOP_REASONS.get(final.get("stop_type", ""), "user") if final else "user"
+        prompt_tokens = int(final.get("tokens_evaluated") or len(prompt))  # the server's own count
+        generated = int(final.get("tokens_predicted") or len(ids)) if final else len(ids)
         stats = GenerationStats(
-            prompt_tokens=len(prompt), reused_tokens=reused, evaluated_tokens=len(prompt) - reused,
-            generated_tokens=int(timings.get("predicted_n", len(ids))),
+            prompt_tokens=prompt_tokens, reused_tokens=reused, evaluated_tokens=prompt_tokens - reused,
+            generated_tokens=generated,
             prompt_tps=timings.get("prompt_per_second") or None, gen_tps=timings.get("predicted_per_second") or None,
             stop_reason=reason,
         )
         notice = lacking_notice(self.kind, request.sampler, self.capabilities)
-        # A stop string may end inside a token: the ids then spell more than the text.
-        return Done(text=text, token_ids=ids, prompt_token_ids=prompt, stats=stats, ids_exact=reason != "stop",
+        # A stop string may end inside a token: the ids then spell more than the text. And llama-server streams
+        # only the last token of a chunk that completes a UTF-8 character (the bytes before it come without
+        # ids): then the ids are not all there, and the caller tokenizes the text instead.
+        exact = reason != "stop" and len(ids) == generated
+        return Done(text=text, token_ids=ids if exact else [], prompt_token_ids=prompt, stats=stats, ids_exact=exact,
                     notice=notice)
 
     def _sampler_body(self, sampler: SamplerSettings) -> dict:
         fields = self.capabilities.sampler_fields
         body = {k: v for k, v in sampler.model_dump(mode="json").items() if k in fields}
+        for name in ("repeat_last_n", "dry_penalty_last_n"):  # -1 (the whole context) is ours; it wants n_ctx
+            if body.get(name) == -1:
+                body[name] = self._info.n_ctx
         if body.get("seed") is None:
             body.pop("seed", None)
         if not body.get("grammar"):
