@@ -6,7 +6,7 @@ and a CLI chat whose later turns reuse the server's cached prefix."""
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 
 import pytest
 
@@ -24,16 +24,25 @@ SEGMENTS = [Segment("[INST] ", "template"), Segment("once upon a time [INST] a d
 TURNS = "hello there dragon\nwhat did the knight say\nand then the queen\n"
 
 
-@pytest.fixture(scope="module", params=["llama-server", "llama-server --rpc (2 rpc-servers)"])
-def server_url(request, server_binaries, tiny_model, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("server-logs")
-    no_repack = needs_no_repack(tiny_model, KernelVerdicts(None, logs))
+SETUPS = ["llama-server", "llama-server --rpc (2 rpc-servers)"]
+
+
+@contextmanager
+def serving(binaries, model, logs, setup: str):
+    """llama-server on `model`, alone or with every layer on two rpc-servers; yields its URL."""
+    no_repack = needs_no_repack(model, KernelVerdicts(None, logs))
     with ExitStack() as stack:
         rpc = []
-        if "rpc" in request.param:
-            rpc = [stack.enter_context(running_rpc_server(server_binaries, logs / f"rpc-{n}.log")) for n in range(2)]
-        yield stack.enter_context(running_llama_server(server_binaries, tiny_model, logs / "llama-server.log",
-                                                       rpc=rpc, no_repack=no_repack))
+        if "rpc" in setup:
+            rpc = [stack.enter_context(running_rpc_server(binaries, logs / f"rpc-{n}.log")) for n in range(2)]
+        yield stack.enter_context(running_llama_server(binaries, model, logs / "llama-server.log", rpc=rpc,
+                                                       no_repack=no_repack))
+
+
+@pytest.fixture(scope="module", params=SETUPS)
+def server_url(request, server_binaries, tiny_model, tmp_path_factory):
+    with serving(server_binaries, tiny_model, tmp_path_factory.mktemp("server-logs"), request.param) as url:
+        yield url
 
 
 @pytest.fixture
@@ -87,3 +96,18 @@ def test_a_cli_chat_reuses_the_cached_prefix_and_counts_as_the_local_one(cli, se
         # the earlier prompt is in the server's cache: only the reply and the new message are evaluated
         assert later["stats"]["reused_tokens"] >= earlier["stats"]["prompt_tokens"]
         assert later["stats"]["evaluated_tokens"] < later["stats"]["prompt_tokens"] / 2
+
+
+@pytest.mark.gemma
+@pytest.mark.parametrize("setup", SETUPS)
+def test_gemma_greedy_ids_are_the_local_engines(setup, server_binaries, gemma_model, gemma_engine, tmp_path):
+    segments = [Segment("<start_of_turn>user\n", "template"), Segment("Tell a short story about a lighthouse.", "content"),
+                Segment("<end_of_turn>\n<start_of_turn>model\n", "template")]
+    request = GenerateRequest(prompt=segments, sampler=GREEDY, max_tokens=32)
+    local = list(gemma_engine.generate(request))[-1]
+    with serving(server_binaries, gemma_model, tmp_path, setup) as url:
+        engine = remote_engine(url)
+        engine.load(LoadSettings(model_path=url))
+        assert engine.tokenize(segments) == gemma_engine.tokenize(segments)
+        done = list(engine.generate(request))[-1]
+    assert done.ids_exact and done.token_ids == local.token_ids and done.text == local.text
