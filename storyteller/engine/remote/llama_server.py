@@ -35,6 +35,12 @@ from storyteller.engine.sampling import SAMPLER_NAMES, SamplerSettings
 # llama-server's stop_type -> the engine's stop reasons.
 STOP_REASONS = {"eos": "eos", "word": "stop", "limit": "length"}
 STORYTELLER_BUILD = "storyteller"
+# What llama-server's /props shows for a model without a chat template (common/chat.cpp's CHATML_TEMPLATE_SRC):
+# its stand-in, not the model's, so the app picks the prompt format as it does for the file itself.
+FALLBACK_TEMPLATE = (
+    "{%- for message in messages -%}\n  {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' -}}\n"
+    "{%- endfor -%}\n{%- if add_generation_prompt -%}\n  {{- '<|im_start|>assistant\n' -}}\n{%- endif -%}"
+)
 
 
 def capabilities_for(build_info: str) -> EngineCapabilities:
@@ -92,7 +98,7 @@ class LlamaServerEngine:
             path=str(props.get("model_path") or self.server.url), architecture=str(props.get("architecture") or ""),
             n_ctx=n_ctx, n_ctx_train=int(meta.get("n_ctx_train") or 0), n_layers=0,
             n_params=int(meta.get("n_params") or 0), size_bytes=int(meta.get("size") or 0), expert_count=0,
-            expert_used_count=0, gpu_layers=0, chat_template=props.get("chat_template") or None,
+            expert_used_count=0, gpu_layers=0, chat_template=_model_template(props.get("chat_template")),
             bos_text=props.get("bos_token") or None, eos_text=props.get("eos_token") or None,
             load_seconds=time.monotonic() - started, server=f"{self.kind} at {self.server.url}",
         )
@@ -188,6 +194,10 @@ class LlamaServerEngine:
     def _require_model(self) -> None:
         if self._info is None:
             raise EngineError("not connected to a server")
+
+
+def _model_template(template: str | None) -> str | None:
+    return None if not template or template == FALLBACK_TEMPLATE else template
 
 
 def _is_ids(prompt: list) -> bool:
