@@ -35,6 +35,7 @@ class AppContext:
     db: Database
     settings: SettingsRepository
     engine: Engine  # the local engine, or a server's after `core.models.remote.connect_server`
+    server_url: str | None = None  # the server whose engine `engine` is; None: the local engine
 
     @classmethod
     def open(cls, data_dir: Path, engine: Engine | None = None) -> AppContext:

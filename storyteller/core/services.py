@@ -25,7 +25,7 @@ from storyteller.core.context import AppContext
 from storyteller.core.models.library import Library
 from storyteller.core.models.loading import describe_engine, load_model, new_load_settings
 from storyteller.core.models.quick_start import QuickStart
-from storyteller.core.models.remote import connect_server, describe_server, is_remote, check_server, use_this_pc
+from storyteller.core.models.remote import check_server, connect_server, describe_server, use_this_pc
 from storyteller.core.presets.presets import PresetLibrary
 from storyteller.core.routing.experts import Experts
 from storyteller.core.samples.samples import Samples
@@ -136,8 +136,8 @@ class Services:
 
     @property
     def on_server(self) -> bool:
-        """Whether the app's model runs on a server now."""
-        return is_remote(self.engine)
+        """Whether the app uses a server's model now (connected, or unloaded since)."""
+        return self.ctx.server_url is not None
 
     def describe_server(self) -> str:
         """What the connected server runs and supports (Markdown), or "" when the model is not on a server."""

@@ -10,6 +10,7 @@ from typing import Any
 from storyteller.core.context import AppContext
 from storyteller.core.models.gguf_files import read_local_header, size_or_zero, split_parts
 from storyteller.core.models.machine import probe_machine
+from storyteller.core.models.remote import use_this_pc
 from storyteller.core.settings_keys import AppSettings
 from storyteller.engine import LoadSettings, ModelInfo, gpu_offload_supported, is_extra_buffer_type
 from storyteller.hub.fit import ALL_LAYERS, Machine, ModelShape, estimate_fit
@@ -20,7 +21,9 @@ TUNED_FIELDS = ("n_threads", "n_batch", "flash_attn", "use_mmap", "extra_buffers
 
 
 def load_model(ctx: AppContext, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
-    """Loads a model; "auto" GPU layers become the number the fit estimate suggests for this machine."""
+    """Loads a model on this PC (leaving a server the app used); "auto" GPU layers become the number the fit
+    estimate suggests for this machine."""
+    use_this_pc(ctx)
     chosen = settings = with_tuned(ctx, settings)
     if settings.n_gpu_layers == "auto" and gpu_offload_supported():
         offload = offload_for(settings.model_path, settings.n_ctx, probe_machine(ctx), settings.cache_type_k)

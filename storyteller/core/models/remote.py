@@ -6,7 +6,7 @@ from __future__ import annotations
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.engine import EngineError, LoadSettings, ModelInfo
-from storyteller.engine.interface import Engine, EngineCapabilities
+from storyteller.engine.interface import EngineCapabilities
 from storyteller.engine.remote import remote_engine, unsupported_fields
 
 
@@ -25,7 +25,7 @@ def connect_server(ctx: AppContext, url: str, key: str | None = None) -> ModelIn
     except EngineError as exc:
         raise ServerError(str(exc)) from None
     ctx.engine.unload()
-    ctx.engine = engine
+    ctx.engine, ctx.server_url = engine, url.strip()
     return info
 
 
@@ -46,14 +46,9 @@ def check_server(url: str, key: str | None = None) -> str:
 
 def use_this_pc(ctx: AppContext) -> None:
     """Back to models run by this app: a fresh local engine instead of the server's (nothing loaded)."""
-    if is_remote(ctx.engine):
+    if ctx.server_url is not None:
         ctx.engine.unload()
-        ctx.engine = ctx.new_local_engine()
-
-
-def is_remote(engine: Engine) -> bool:
-    info = engine.model_info
-    return info is not None and info.server is not None
+        ctx.engine, ctx.server_url = ctx.new_local_engine(), None
 
 
 def describe_server(info: ModelInfo, capabilities: EngineCapabilities) -> str:

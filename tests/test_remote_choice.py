@@ -1,0 +1,37 @@
+"""Choosing where the model runs: connecting to a server swaps the app's engine, loading a local model
+(or "This PC") comes back, and a server that cannot be used leaves what was loaded alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from storyteller.core.models.remote import ServerError
+from tests.support.llama_servers import server_that_goes_away
+
+
+def test_a_server_then_a_local_model_then_back(scripted_services, tiny_model):
+    local = scripted_services.engine
+    with server_that_goes_away() as url:
+        info = scripted_services.connect_server(url)
+        assert info.server == f"llama-server at {url}" and scripted_services.on_server
+        assert "Token counts: exact" in scripted_services.describe_server()
+        assert f"on llama-server at {url}" in scripted_services.describe_engine()
+        scripted_services.use_this_pc()
+    assert not scripted_services.on_server and scripted_services.engine is not local
+    assert scripted_services.engine.model_info is None and scripted_services.describe_server() == ""
+
+
+def test_loading_a_local_model_leaves_the_server(tiny_services, tiny_model):
+    with server_that_goes_away() as url:
+        tiny_services.connect_server(url)
+        info = tiny_services.load_model(tiny_services.new_load_settings(str(tiny_model), n_threads=1, n_ctx=2048))
+    assert not tiny_services.on_server and info.server is None and info.path == str(tiny_model)
+
+
+def test_a_server_that_cannot_be_reached_leaves_the_loaded_model(scripted_services):
+    before = scripted_services.engine
+    with pytest.raises(ServerError, match="cannot reach"):
+        scripted_services.connect_server("http://127.0.0.1:9")
+    with pytest.raises(ServerError, match="give the server's address"):
+        scripted_services.check_server(" ")
+    assert scripted_services.engine is before and not scripted_services.on_server
