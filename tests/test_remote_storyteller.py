@@ -135,3 +135,14 @@ def test_the_models_tab_connects_to_a_server_and_chats_through_it(server, open_p
     open_tab(page, "Models")
     page.get_by_label("This PC").check()
     page.locator("#models-this-pc").wait_for(state="visible", timeout=30_000)
+
+
+def test_a_server_that_wants_a_key_gets_it_from_server_key(cli, tiny_model, tmp_path):
+    args = ("--no-ui", "--model", str(tiny_model), "--threads", "1", "--n-ctx", "2048", "--api-key", "s3cret")
+    (tmp_path / "keyed").mkdir()
+    with running_app(tmp_path / "keyed", *args, ready="health") as app:
+        url = app.url.rstrip("/")
+        refused = cli("chat", None, "--server", url, "--message", "hello", "--max-tokens", "2")
+        assert refused.returncode == 1 and "wants a key" in refused.stderr
+        served = cli("chat", None, "--server", url, "--server-key", "s3cret", "--message", "hello", "--max-tokens", "2")
+        assert served.returncode == 0, served.stderr

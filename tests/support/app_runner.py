@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -51,6 +52,13 @@ def running_app(data_dir: Path, *extra_args: str, env: dict | None = None, ready
             try:
                 urllib.request.urlopen(url + ready, timeout=2)
                 break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401:  # it answers, and wants a key or a login
+                    break
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail("the app did not start:\n" + log_path.read_text())
+                time.sleep(0.3)
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
