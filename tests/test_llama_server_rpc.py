@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 
-from storyteller.engine import GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment
+from storyteller.engine import GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment, TextChunk
 from storyteller.engine.kernel_check import KernelVerdicts
 from storyteller.engine.remote import LlamaServerEngine, remote_engine
 from storyteller.engine.remote.launch import needs_no_repack, running_llama_server, running_rpc_server
@@ -121,3 +121,16 @@ def test_gemma_greedy_ids_are_the_local_engines_with_the_same_buffer_types(setup
     finally:
         local_engine.unload()
     assert done.ids_exact and done.token_ids == local.token_ids and done.text == local.text
+
+
+def test_stop_closes_the_stream_and_the_server_goes_on(remote):
+    request = GenerateRequest(prompt=SEGMENTS, sampler=SamplerSettings(seed=1, ignore_eos=True), max_tokens=1500)
+    events = remote.generate(request)
+    for event in events:
+        if isinstance(event, TextChunk):
+            remote.stop()
+            break
+    done = [e for e in events if not isinstance(e, TextChunk)][-1]
+    assert done.stats.stop_reason == "user" and done.stats.generated_tokens < 1500
+    after = list(remote.generate(GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=4)))[-1]
+    assert after.stats.generated_tokens == 4 and after.stats.stop_reason == "length"
