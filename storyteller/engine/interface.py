@@ -98,6 +98,10 @@ class GenerateRequest:
     # The callback that records them can only be given to a new context, so switching this on or off
     # recreates the context: that request evaluates its whole prompt again.
     capture_router: bool = False
+    # The index of the prompt segment where history begins that the cache may hold further on, after a
+    # block that changed before it (a chat's new summary at a trim): that history is shifted into place
+    # and only the block is evaluated, as a context shift keeps what followed a removed block.
+    history_segment: int | None = None
 
 
 @dataclass

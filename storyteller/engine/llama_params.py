@@ -90,6 +90,10 @@ def context_params(lib, settings: LoadSettings, cb_eval=None, cb_eval_user_data=
     # A full-size cache for sliding-window layers (Gemma 3): cutting the cache back behind the
     # window (regenerate, edit, branch) then finds every cell it keeps. llama.cpp's default, said here.
     params.swa_full = True
+    # A second sequence in one shared cache: a block inserted before cached history (a chat's new
+    # summary) is evaluated there, because llama.cpp decodes a sequence only at its end.
+    params.n_seq_max = 2
+    params.kv_unified = True
     if cb_eval is not None:
         params.cb_eval = cb_eval
         params.cb_eval_user_data = cb_eval_user_data

@@ -39,6 +39,7 @@ class Generation:
         self.stop_event = stop_event
         self.prompt: list[int] = []
         self.reused = self.shifted = self.restored = 0
+        self.inserted = 0  # of the reused tokens, a block evaluated in front of history moved into place
 
     def run(self) -> Iterator[GenerationEvent]:
         model = self.model
@@ -47,7 +48,10 @@ class Generation:
         if model.router_tap is not None:
             model.router_tap.start()
         restored = model.snapshots is not None and model.snapshots.restore_for(self.prompt)
+        self.inserted, moved = self._insert_before_history()
         self.reused, self.shifted = model.kv.reuse(self.prompt)
+        if self.inserted:
+            self.shifted = moved
         if restored:  # what the cache gives this prompt came from the snapshot
             self.restored = self.reused
         simulate_kernel_crash(model.settings, "generate")
@@ -73,6 +77,20 @@ class Generation:
         ids, ids_exact = reply.ids_behind(len(matcher.text), cut=matcher.stopped)
         stats = self._stats(len(reply), stop_reason, prompt_seconds, gen_seconds)
         yield Done(matcher.text, ids, self.prompt, stats, ids_exact, self._routing())
+
+    def _insert_before_history(self) -> tuple[int, int]:
+        """A changed block before cached history (`GenerateRequest.history_segment`): the history is moved
+        into place and only the block evaluated. Returns the block's length and the history's (0s: not done)."""
+        request, model = self.request, self.model
+        if request.history_segment is None or not request.prompt or isinstance(request.prompt[0], int):
+            return 0, 0
+        history_at = len(model.vocab.tokenize(request.prompt[: request.history_segment]))
+        room = model.kv.make_room_before(self.prompt, history_at)
+        if room is None:
+            return 0, 0
+        start, kept = room
+        model.evaluate_block(self.prompt[start:history_at], start)
+        return history_at - start, kept
 
     def _prompt_ids(self) -> list[int]:
         """The prompt as token ids, checked against the context and the vocabulary."""
@@ -139,10 +157,11 @@ class Generation:
 
     def _stats(self, generated: int, stop_reason: StopReason, prompt_seconds: float | None = None,
                gen_seconds: float | None = None) -> GenerationStats:
-        evaluated = len(self.prompt) - self.reused
+        reused = self.reused - self.inserted
+        evaluated = len(self.prompt) - reused
         return GenerationStats(
             prompt_tokens=len(self.prompt),
-            reused_tokens=self.reused,
+            reused_tokens=reused,
             evaluated_tokens=evaluated,
             generated_tokens=generated,
             prompt_tps=_rate(evaluated, prompt_seconds),

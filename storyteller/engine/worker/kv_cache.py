@@ -132,6 +132,34 @@ class KvCache:
         reused = self.keep_prefix(prompt)
         return reused, min(shifted, max(0, reused - common))
 
+    def make_room_before(self, prompt: list[int], history_at: int) -> tuple[int, int] | None:
+        """Moves cached history to where the prompt has it (from `history_at` on), behind a changed block.
+
+        Returns (where the block starts, history tokens kept) when the cache holds that history;
+        the cache then holds only its first `start` tokens and the history, and the block in between
+        is for the caller to evaluate (`LoadedModel.evaluate_block`). None when there is nothing to gain.
+        """
+        start = common_prefix_length(self.tokens, prompt)
+        probe = prompt[history_at : history_at + MIN_SHIFT_MATCH]
+        if start >= history_at or len(probe) < MIN_SHIFT_MATCH or not self.lib.llama_memory_can_shift(self.memory):
+            return None
+        cached_at = find_run(self.tokens, probe, start + 1)
+        if cached_at < 0:
+            return None
+        kept = common_prefix_length(self.tokens[cached_at:], prompt[history_at:])
+        memory = self.memory
+        self.lib.llama_memory_seq_rm(memory, 0, start, cached_at)
+        self.lib.llama_memory_seq_rm(memory, 0, cached_at + kept, -1)
+        self.lib.llama_memory_seq_add(memory, 0, cached_at, cached_at + kept, history_at - cached_at)
+        self.tokens = self.tokens[:start] + [-1] * (history_at - start) + self.tokens[cached_at : cached_at + kept]
+        self._forget_from(start)
+        return start, kept
+
+    def block_evaluated(self, block: list[int], start: int) -> None:
+        """The block `make_room_before` left room for is in the cache now."""
+        self.tokens[start : start + len(block)] = block
+        self.logits_pos = None
+
     def keep_prefix(self, prompt: list[int]) -> int:
         """Keeps the longest cached prefix of the prompt, drops the rest; returns where evaluation starts.
 

@@ -232,8 +232,34 @@ class LoadedModel:
             lib.llama_set_abort_callback(self.ctx, lib.ggml_abort_callback(0), None)
             self._abort_flag = None
 
+    def evaluate_block(self, block: list[int], start: int) -> None:
+        """Evaluates `block` at `start`, before history already cached further on (`KvCache.make_room_before`).
+
+        llama.cpp decodes a sequence only at its end, so the block goes into sequence 1, which shares
+        the cached prefix (one unified cache: copying marks the same cells), and is copied back.
+        """
+        lib, memory = self.lib, self.kv.memory
+        lib.llama_memory_seq_cp(memory, 0, 1, 0, start)
+        try:
+            for offset in range(0, len(block), self.settings.n_batch):
+                chunk = block[offset : offset + self.settings.n_batch]
+                if self._decode_batch(chunk, start + offset, want_logits=False, seq=1) != 0:
+                    self.kv.clear()
+                    raise EngineError(f"llama.cpp failed to evaluate the prompt (code {self.last_decode_code})")
+            lib.llama_memory_seq_cp(memory, 1, 0, start, start + len(block))
+        finally:
+            lib.llama_memory_seq_rm(memory, 1, -1, -1)
+        self.kv.block_evaluated(block, start)
+
     def decode(self, tokens: list[int], start_pos: int, want_logits: bool) -> Decoded:
         """One llama_decode call at start_pos; on success the KV cache's token list follows."""
+        code = self._decode_batch(tokens, start_pos, want_logits)
+        if code == 0:
+            self.kv.decoded(tokens, start_pos, logits=want_logits or self.router_tap is not None)
+            return Decoded.OK
+        return Decoded.ABORTED if code == 2 else Decoded.FAILED
+
+    def _decode_batch(self, tokens: list[int], start_pos: int, want_logits: bool, seq: int = 0) -> int:
         batch = self.batch
         n = len(tokens)
         batch.n_tokens = n
@@ -244,7 +270,7 @@ class LoadedModel:
             batch.token[i] = token
             batch.pos[i] = start_pos + i
             batch.n_seq_id[i] = 1
-            batch.seq_id[i][0] = 0
+            batch.seq_id[i][0] = seq
             batch.logits[i] = every_output
         if want_logits:
             batch.logits[n - 1] = 1
@@ -252,10 +278,7 @@ class LoadedModel:
         if self.router_tap is not None:
             self.router_tap.note_decode(start_pos, n)
         self.last_decode_code = code
-        if code == 0:
-            self.kv.decoded(tokens, start_pos, logits=want_logits or bool(every_output))
-            return Decoded.OK
-        return Decoded.ABORTED if code == 2 else Decoded.FAILED
+        return code
 
     def rewind(self, tokens: list[int]) -> None:
         """Cuts the KV cache back to `tokens` (a prefix of what it holds) with their last logits."""

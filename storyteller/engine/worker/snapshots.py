@@ -45,7 +45,7 @@ def snapshot_key(settings: LoadSettings, header_size: int, n_ctx: int, llama_ver
     with open(path, "rb") as handle:
         header_hash = hashlib.sha256(handle.read(header_size)).hexdigest()
     key = {"file_size": os.path.getsize(path), "header_sha256": header_hash, "llama_cpp": llama_version,
-           "swa_full": True, "n_ctx_real": n_ctx, **{name: getattr(settings, name) for name in CACHE_SETTINGS}}
+           "swa_full": True, "n_seq_max": 2, "n_ctx_real": n_ctx, **{name: getattr(settings, name) for name in CACHE_SETTINGS}}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).digest()
 
 
