@@ -74,9 +74,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if args.json:
                 stats = {**finished.stats.as_dict(), "trimmed_tokens": finished.trimmed_tokens,
                          "shifted_tokens": finished.stats.shifted_tokens}
+                summarized = chats.last_prompts[chat.id].summarized_tokens
+                if summarized:  # this turn's trim swapped in a new summary
+                    stats["summarized_tokens"] = summarized
                 print(json.dumps({"chat_id": chat.id, "text": finished.text, "stats": stats}), flush=True)
             else:
                 print(finished.text.strip(), flush=True)
+            # Between turns: the summary of what the next trim drops, when it is near.
+            services.memory.after_reply(chat.id)
     finally:
         services.close()
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from storyteller.cli import chats_summary
 from storyteller.cli.cards import _one_line
 from storyteller.cli.common import UserError, add_data_dir_option, open_services
 from storyteller.core.chat.chat_files import EXPORT_FORMATS, ChatFileError, ChatFiles, ChatListing
@@ -42,6 +43,7 @@ def register(subparsers) -> None:
     listing = actions.add_parser("list", help="one line per chat: id, title, character, messages (tab-separated)")
     add_data_dir_option(listing)
     listing.set_defaults(run=run_list)
+    chats_summary.register(actions)
 
 
 def _open(args: argparse.Namespace) -> tuple[Services, ChatFiles]:

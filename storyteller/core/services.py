@@ -19,6 +19,7 @@ from storyteller.core.chat.chat_files import ChatFiles
 from storyteller.core.chat.chats import ChatService
 from storyteller.core.chat.group_files import GroupFiles
 from storyteller.core.chat.groups import GroupChats
+from storyteller.core.chat.memory_service import MemoryService
 from storyteller.core.chat.stories import StoryService
 from storyteller.core.completions.service import Completions
 from storyteller.core.context import AppContext
@@ -63,6 +64,11 @@ class Services:
     @cached_property
     def group_files(self) -> GroupFiles:
         return GroupFiles(self.ctx, self.groups, self.chat_files)
+
+    @cached_property
+    def memory(self) -> MemoryService:
+        """The chats' story-so-far summaries."""
+        return MemoryService(self.ctx, self.chats)
 
     @cached_property
     def stories(self) -> StoryService:

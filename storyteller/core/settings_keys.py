@@ -41,6 +41,8 @@ SHARE_INSTALLS_KEY = "share.installed"
 KV_SNAPSHOT_CAP_KEY = "engine.kv_snapshot_cap"
 # Whether chats may load images from the internet (Settings › General; off: a remote image is a tracking pixel).
 REMOTE_IMAGES_KEY = "chat.remote_images"
+# The story-so-far memory's prompts (Settings › General): {"instruction", "insert"}; missing keys: the defaults.
+MEMORY_PROMPTS_KEY = "memory.prompts"
 
 
 class LoadDefaults(BaseModel):
@@ -152,3 +154,10 @@ class AppSettings:
 
     def set_kv_snapshot_cap(self, cap_bytes: int) -> None:
         self.repo.set(KV_SNAPSHOT_CAP_KEY, max(0, int(cap_bytes)))
+
+    def memory_prompts(self) -> dict[str, str]:
+        saved = self.repo.get(MEMORY_PROMPTS_KEY)
+        return {k: v for k, v in saved.items() if isinstance(v, str)} if isinstance(saved, dict) else {}
+
+    def set_memory_prompts(self, prompts: dict[str, str]) -> None:
+        self.repo.set(MEMORY_PROMPTS_KEY, prompts)

@@ -16,6 +16,7 @@ import struct
 import time
 import zlib
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,12 +192,16 @@ class SnapshotFolder:
             del self.entries[gone]
         return self.entries
 
-    def best(self, prompt: list[int]) -> tuple[Entry | None, int]:
-        """The snapshot that gives `prompt` the longest prefix, and that length."""
+    def best(self, prompt: list[int], held_further: Callable[[list[int], int], int] | None = None
+             ) -> tuple[Entry | None, int]:
+        """The snapshot that gives `prompt` the most tokens, and how many: its longest prefix, plus what
+        `held_further(tokens, prefix)` says it holds further on (history behind a changed block)."""
         wanted = array("i", prompt).tobytes()
         found, length = None, 0
         for entry in self.entries.values():
             common = entry.gives(common_prefix(array("i", entry.tokens).tobytes(), wanted))
+            if held_further is not None and common:
+                common += held_further(entry.tokens, common)
             if common > length:
                 found, length = entry, common
         return found, length

@@ -8,13 +8,14 @@ hands them in; the request goes out through the shared `Turn`.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from jinja2 import TemplateError
 
 from storyteller.core.cards.character_context import CharacterContext
 from storyteller.core.cards.macros import MacroContext, substitute
+from storyteller.core.chat.memory import ChatMemory
 from storyteller.core.chat.turn import Turn, TurnRequest
 from storyteller.core.context import AppContext
 from storyteller.core.presets.presets import Sampling
@@ -51,6 +52,14 @@ class PromptReport:
     n_ctx: int
     reserve: int  # tokens kept free for the reply
     next_turn: int  # prompt tokens the next turn evaluates besides the new message
+    summarized_tokens: int = 0  # the summary's tokens, on the turn a trim swapped a new one in
+    prompt_ids: tuple[int, ...] = ()  # the prompt as the engine evaluated it (when it finished)
+
+
+@dataclass(frozen=True)
+class SummaryInPrompt:
+    text: str  # the summary as the prompt holds it ("" when none)
+    swapped_in_tokens: int  # its tokens when this turn's trim swapped it in, else 0
 
 
 @dataclass
@@ -71,6 +80,7 @@ class ChatRequest:
     inputs: PromptInputs
     prompt: AssembledPrompt
     turn: TurnRequest
+    summarized_tokens: int = 0  # a new summary's tokens when this turn's trim swapped one in
 
 
 def chat_macros(chat: ChatRow, character: CharacterContext, fresh: bool = False) -> MacroContext:
@@ -91,6 +101,7 @@ class ChatPrompts:
     def __init__(self, ctx: AppContext, repo: ChatRepository):
         self.ctx = ctx
         self.repo = repo
+        self.memory = ChatMemory(ctx.db, ctx.settings, repo)
         self._token_counts: dict[tuple, int] = {}
 
     def templates(self) -> dict[str, InstructTemplate]:
@@ -102,10 +113,10 @@ class ChatPrompts:
         info = turn.model
         next_role = None if continuing else role
         try:
-            prompt, trimmed_tokens = self._assemble(inputs, info.n_ctx, next_role)
+            prompt, trimmed_tokens, summary = self._assemble(inputs, info.n_ctx, next_role)
         except TemplateError as exc:
             inputs.template = builtin_fallback(inputs.template, f"refused this conversation ({exc})", self.templates())
-            prompt, trimmed_tokens = self._assemble(inputs, info.n_ctx, next_role)
+            prompt, trimmed_tokens, summary = self._assemble(inputs, info.n_ctx, next_role)
         if prompt.over_budget:
             raise turn.error(
                 f"the prompt needs {prompt.total_tokens} tokens even with the oldest messages left out, more than "
@@ -117,7 +128,11 @@ class ChatPrompts:
         else:
             stops = inputs.template.stop_strings(inputs.character.user_name)
         stops += inputs.sampling.stop
-        return ChatRequest(inputs, prompt, turn.request(prompt.segments, inputs.sampling, stops, trimmed_tokens))
+        request = turn.request(prompt.segments, inputs.sampling, stops, trimmed_tokens)
+        history_at = _after_summary(prompt, summary.text)
+        if history_at is not None:
+            request = replace(request, generate=replace(request.generate, history_segment=history_at))
+        return ChatRequest(inputs, prompt, request, summary.swapped_in_tokens)
 
     def report(self, request: ChatRequest, info: ModelInfo, done: Done | None) -> PromptReport:
         """The prompt as it went out, for the "Last prompt" view."""
@@ -132,10 +147,12 @@ class ChatPrompts:
             reserve=min(request.inputs.sampling.max_tokens, info.n_ctx // 2),
             # A reply kept as its exact ids is in the cache already; otherwise its text goes in again.
             next_turn=0 if done is None or done.ids_exact else done.stats.generated_tokens,
+            summarized_tokens=request.summarized_tokens,
+            prompt_ids=tuple(done.prompt_token_ids) if done else (),
         )
 
-    def _assemble(self, inputs: PromptInputs, n_ctx: int, next_role) -> tuple[AssembledPrompt, int]:
-        """The prompt, and how many history tokens left it in this turn."""
+    def _assemble(self, inputs: PromptInputs, n_ctx: int, next_role) -> tuple[AssembledPrompt, int, SummaryInPrompt]:
+        """The prompt, how many history tokens left it in this turn, and the summary it holds."""
         chat, character = inputs.chat, inputs.character
         macros = chat_macros(chat, character)
         injections = []
@@ -149,9 +166,11 @@ class ChatPrompts:
             HistoryMessage(m.id, m.role, m.content, m.token_ids) for m in inputs.history if m.content or m.token_ids
         ]
         lore = character.lore_parts([m.content for m in inputs.history], self._count_text)
+        system_parts = [p.with_text(substitute(p.text, macros)) for p in character.system_parts(lore)]
+        summary = self.memory.in_prompt(chat, inputs.history)
         request = PromptRequest(
             template=inputs.template,
-            system_parts=[p.with_text(substitute(p.text, macros)) for p in character.system_parts(lore)],
+            system_parts=system_parts + self.memory.part(summary),
             history=history,
             injections=injections + [i.with_text(substitute(i.text, macros)) for i in lore.injections],
             next_role=next_role,
@@ -159,14 +178,32 @@ class ChatPrompts:
             keep_from=_keep_from(chat, history),
         )
         prompt = assemble(request, self._count)
-        trimmed = sum(self._count([_segment(m)]) for m in history[request.keep_from : prompt.kept_from])
+        previous_cut = request.keep_from
+        swapped_in = 0
+        if prompt.kept_from > request.keep_from:  # a trim: the time to swap in a newer summary
+            newer = self.memory.for_trim(chat, inputs.history, prompt.kept_from)
+            if newer is not None and newer != summary and self.memory.part(newer):
+                request.system_parts = system_parts + self.memory.part(newer)
+                request.keep_from = prompt.kept_from
+                prompt = assemble(request, self._count)
+                self.memory.activate(chat, newer)
+                swapped_in = self._count_text(self.memory.part(newer)[0].text)
+                summary = newer
+        parts = self.memory.part(summary)
+        in_prompt = SummaryInPrompt(parts[0].text if parts else "", swapped_in)
+        trimmed = sum(self._count([_segment(m)]) for m in history[previous_cut : prompt.kept_from])
         if prompt.kept_from < len(history):
             self._remember_cut(chat, history[prompt.kept_from].id)
-        return prompt, trimmed
+        return prompt, trimmed, in_prompt
 
     def _remember_cut(self, chat: ChatRow, first_kept: int) -> None:
         if chat.settings.get("first_kept_message") != first_kept:
-            self.repo.update_chat(chat.id, settings={**chat.settings, "first_kept_message": first_kept})
+            chat.settings = {**chat.settings, "first_kept_message": first_kept}
+            self.repo.update_chat(chat.id, settings=chat.settings)
+
+    def count(self, segments: list[Segment]) -> int:
+        """Tokens of these segments (kept: prompt parts repeat from turn to turn)."""
+        return self._count(segments)
 
     def _count(self, segments: list[Segment]) -> int:
         key = tuple((s.text, s.kind, tuple(s.token_ids) if s.token_ids else None) for s in segments)
@@ -194,3 +231,15 @@ def _keep_from(chat: ChatRow, history: list[HistoryMessage]) -> int:
 
 def _segment(message: HistoryMessage) -> Segment:
     return Segment(message.content, "content", list(message.token_ids) if message.token_ids else None)
+
+
+def _after_summary(prompt: AssembledPrompt, summary_text: str) -> int | None:
+    """The index of the segment after the one that ends with the summary: where the kept history's tokens
+    begin that the engine may shift into place behind a changed summary."""
+    summary_text = summary_text.strip()
+    if not summary_text:
+        return None
+    for index, segment in enumerate(prompt.segments):
+        if segment.kind == "content" and segment.text.rstrip().endswith(summary_text):
+            return index + 1
+    return None

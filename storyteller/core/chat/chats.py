@@ -25,6 +25,7 @@ from storyteller.core.chat.chat_prompt import (
     chat_macros,
 )
 from storyteller.core.chat.replies import ChatEvent
+from storyteller.core.chat.summary_writer import SummaryWriter
 from storyteller.core.chat.turn import Turn
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
@@ -100,6 +101,7 @@ class ChatService:
         self.repo.finish_interrupted()
         self.last_prompts: dict[str, PromptReport] = {}
         self.prompts = ChatPrompts(ctx, self.repo)
+        self.summaries = SummaryWriter(ctx.engine, self.prompts.memory, self.repo, self.prompts.count)
 
     # --- chats ----------------------------------------------------------------------------------
 
@@ -255,6 +257,7 @@ class ChatService:
         continuing: MessageRow | None = None,
     ) -> Iterator[ChatEvent]:
         turn = Turn(self.ctx, self.repo, ChatError)
+        self.summaries.make_way()  # a summary being written between turns never holds up a reply
         request = self._request(turn, chat_id, parent_id, options, role, continuing)
 
         def keep_report(done: Done | None) -> None:
@@ -323,6 +326,10 @@ class ChatService:
         except PresetError as exc:
             raise ChatError(str(exc)) from exc
         return library.preset_for(chat.character_id)
+
+    def template(self, chat: ChatRow, info: ModelInfo) -> InstructTemplate | EmbeddedTemplate:
+        """The prompt format the chat's requests use with this model."""
+        return self._template(chat.template_id, info)
 
     def _template(self, template_id: str | None, info: ModelInfo) -> InstructTemplate | EmbeddedTemplate:
         return choose_template(template_id, self._catalog_format(info), info.chat_template, info.bos_text,

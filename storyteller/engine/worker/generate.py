@@ -23,6 +23,8 @@ from storyteller.engine.worker.reply import ReplyTokens
 
 # A model that keeps returning to banned phrases ends its reply after this many rewinds.
 MAX_BANNED_STRING_REWINDS = 1000
+# How many segment starts from `GenerateRequest.history_segment` on are tried as the kept history's start.
+HISTORY_SEGMENTS_TRIED = 4
 
 
 def generate(model: LoadedModel, request: GenerateRequest, stop_event) -> Iterator[GenerationEvent]:
@@ -47,8 +49,9 @@ class Generation:
         model.capture_router(self.request.capture_router)
         if model.router_tap is not None:
             model.router_tap.start()
-        restored = model.snapshots is not None and model.snapshots.restore_for(self.prompt)
-        self.inserted, moved = self._insert_before_history()
+        history_starts = self._history_starts()
+        restored = model.snapshots is not None and model.snapshots.restore_for(self.prompt, history_starts)
+        self.inserted, moved = self._insert_before_history(history_starts)
         self.reused, self.shifted = model.kv.reuse(self.prompt)
         if self.inserted:
             self.shifted = moved
@@ -78,19 +81,26 @@ class Generation:
         stats = self._stats(len(reply), stop_reason, prompt_seconds, gen_seconds)
         yield Done(matcher.text, ids, self.prompt, stats, ids_exact, self._routing())
 
-    def _insert_before_history(self) -> tuple[int, int]:
-        """A changed block before cached history (`GenerateRequest.history_segment`): the history is moved
-        into place and only the block evaluated. Returns the block's length and the history's (0s: not done)."""
-        request, model = self.request, self.model
+    def _history_starts(self) -> list[int]:
+        """Where the kept history may begin in the prompt (`GenerateRequest.history_segment`): at that segment
+        or a few on (the template text after a system turn differs from that between messages in some formats)."""
+        request = self.request
         if request.history_segment is None or not request.prompt or isinstance(request.prompt[0], int):
-            return 0, 0
-        history_at = len(model.vocab.tokenize(request.prompt[: request.history_segment]))
-        room = model.kv.make_room_before(self.prompt, history_at)
-        if room is None:
-            return 0, 0
-        start, kept = room
-        model.evaluate_block(self.prompt[start:history_at], start)
-        return history_at - start, kept
+            return []
+        last = min(request.history_segment + HISTORY_SEGMENTS_TRIED, len(request.prompt))
+        return [len(self.model.vocab.tokenize(request.prompt[:k])) for k in range(request.history_segment, last)]
+
+    def _insert_before_history(self, history_starts: list[int]) -> tuple[int, int]:
+        """A changed block before cached history: the history is moved into place and only the block
+        evaluated. Returns the block's length and the history's (0s: not done)."""
+        model = self.model
+        for history_at in history_starts:
+            room = model.kv.make_room_before(self.prompt, history_at)
+            if room is not None:
+                start, kept = room
+                model.evaluate_block(self.prompt[start:history_at], start)
+                return history_at - start, kept
+        return 0, 0
 
     def _prompt_ids(self) -> list[int]:
         """The prompt as token ids, checked against the context and the vocabulary."""

@@ -217,6 +217,19 @@ class KvCache:
         self._forget_from(0)
 
 
+def history_held(tokens: list[int], prompt: list[int], start: int, history_starts: list[int]) -> int:
+    """How many tokens of the prompt's kept history (beginning at one of `history_starts`, after a changed
+    block from `start` on) `tokens` hold further on, ready to be shifted into place."""
+    for history_at in history_starts:
+        probe = prompt[history_at : history_at + MIN_SHIFT_MATCH]
+        if history_at <= start or len(probe) < MIN_SHIFT_MATCH:
+            continue
+        cached_at = find_run(tokens, probe, start + 1)
+        if cached_at >= 0:
+            return common_prefix_length(tokens[cached_at:], prompt[history_at:])
+    return 0
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b):

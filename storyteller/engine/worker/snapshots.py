@@ -26,7 +26,7 @@ from pathlib import Path
 from storyteller.engine import snapshot_files as files
 from storyteller.engine.interface import LoadSettings
 from storyteller.engine.snapshot_files import Snapshot, SnapshotConfig, SnapshotDamaged, SnapshotFolder
-from storyteller.engine.worker.kv_cache import KvCache, common_prefix_length
+from storyteller.engine.worker.kv_cache import KvCache, common_prefix_length, history_held
 
 # Shorter sequences are cheap to evaluate: not worth a file.
 MIN_SNAPSHOT_TOKENS = 64
@@ -65,16 +65,23 @@ class KvSnapshots:
 
     # --- restore ------------------------------------------------------------------------------
 
-    def restore_for(self, prompt: list[int]) -> bool:
+    def restore_for(self, prompt: list[int], history_starts: list[int] | None = None) -> bool:
         """Loads the snapshot that shares the most with `prompt` into the context, when it beats the cache.
+        With `history_starts` (a changed block before kept history), the history a snapshot holds further
+        on counts too.
 
         Returns whether one was loaded; a file that cannot be restored is removed.
         """
         kv = self.kv
+
+        def held_further(tokens: list[int], start: int) -> int:
+            return history_held(tokens, prompt, start, history_starts) if history_starts else 0
+
         in_context = common_prefix_length(kv.tokens, prompt)
+        in_context += held_further(kv.tokens, in_context)
         with self._lock:
             self.folder.refresh()
-            entry, common = self.folder.best(prompt)
+            entry, common = self.folder.best(prompt, held_further)
         if entry is None or common < in_context + MIN_RESTORE_GAIN:
             return False
         started = time.perf_counter()

@@ -1,0 +1,76 @@
+"""A scripted chat past its context with the story-so-far memory on: each turn's evaluated tokens (from the
+engine's Done stats) beside the turn's new tokens, and the summaries written between turns. Used by
+tests/test_memory.py and bench/memory.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from storyteller.core.chat.chats import ReplyOptions
+from storyteller.core.chat.replies import ReplyFinished
+from storyteller.core.services import Services
+
+
+@dataclass
+class TurnCost:
+    turn: int
+    prompt: int
+    evaluated: int
+    new: int | None  # the prompt's tokens after the previous reply's (None on the first turn)
+    trimmed: int
+    shifted: int
+    restored: int
+    summarized: int  # a new summary's tokens, on the trim turn that swapped it in
+    summary_written: bool  # a summary was written after this turn's reply
+
+    @property
+    def budget(self) -> float | None:
+        """The most this turn may evaluate: its new tokens (and a swapped-in summary's) plus 5 % / 10 %."""
+        if self.new is None:
+            return None
+        return (self.summarized + self.new) * 1.05 if self.summarized else self.new * 1.1
+
+    @property
+    def within_budget(self) -> bool:
+        return self.budget is None or self.evaluated <= self.budget
+
+
+@dataclass
+class MemoryRun:
+    turns: list[TurnCost] = field(default_factory=list)
+
+    @property
+    def trim_turns(self) -> list[TurnCost]:
+        return [t for t in self.turns if t.summarized]
+
+
+def run_memory_chat(services: Services, messages: list[str], reply_tokens: int,
+                    on_turn: Callable[[TurnCost], None] | None = None) -> tuple[str, MemoryRun]:
+    """Sends each message in a new chat, writing the due summary after each reply as `storyteller chat` does."""
+    chats = services.chats
+    chat = chats.new_chat()
+    run = MemoryRun()
+    previous_reply: tuple[int, ...] | None = None
+    for turn, message in enumerate(messages):
+        done = [e for e in chats.send(chat.id, message, ReplyOptions(max_tokens=reply_tokens))
+                if isinstance(e, ReplyFinished)][0]
+        report = chats.last_prompts[chat.id]
+        reply = chats.repo.get_message(done.message_id)
+        new = _after(report.prompt_ids, previous_reply) if previous_reply else None
+        written = services.memory.after_reply(chat.id) is not None
+        cost = TurnCost(turn, done.stats.prompt_tokens, done.stats.evaluated_tokens, new, done.trimmed_tokens,
+                        done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written)
+        run.turns.append(cost)
+        if on_turn is not None:
+            on_turn(cost)
+        previous_reply = reply.token_ids
+    return chat.id, run
+
+
+def _after(prompt: list[int], reply: tuple[int, ...]) -> int | None:
+    """How many prompt tokens follow the last place the previous reply's ids are in it."""
+    for end in range(len(prompt), len(reply) - 1, -1):
+        if tuple(prompt[end - len(reply) : end]) == reply:
+            return len(prompt) - end
+    return None
