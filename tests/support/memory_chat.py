@@ -48,8 +48,15 @@ class MemoryRun:
 def run_memory_chat(services: Services, messages: list[str], reply_tokens: int,
                     on_turn: Callable[[TurnCost], None] | None = None) -> tuple[str, MemoryRun]:
     """Sends each message in a new chat, writing the due summary after each reply as `storyteller chat` does."""
+    chat = services.chats.new_chat()
+    return chat.id, run_turns(services, chat.id, messages, reply_tokens, on_turn)
+
+
+def run_turns(services: Services, chat_id: str, messages: list[str], reply_tokens: int,
+              on_turn: Callable[[TurnCost], None] | None = None) -> MemoryRun:
+    """Sends each message in chat `chat_id`, and writes the summary due after each reply."""
     chats = services.chats
-    chat = chats.new_chat()
+    chat = chats.chat(chat_id)
     run = MemoryRun()
     previous_reply: tuple[int, ...] | None = None
     for turn, message in enumerate(messages):
@@ -65,7 +72,7 @@ def run_memory_chat(services: Services, messages: list[str], reply_tokens: int,
         if on_turn is not None:
             on_turn(cost)
         previous_reply = reply.token_ids
-    return chat.id, run
+    return run
 
 
 def _after(prompt: list[int], reply: tuple[int, ...]) -> int | None:

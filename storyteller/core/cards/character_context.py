@@ -14,7 +14,7 @@ from typing import Any
 from storyteller.core.cards.cards import Card, display_name, example_dialogues
 from storyteller.core.cards.macros import MacroContext, substitute
 from storyteller.core.context import AppContext
-from storyteller.core.lore.activation import activate
+from storyteller.core.lore.activation import ActivatedEntry, activate
 from storyteller.core.lore.book import Lorebook, LorebookDoc
 from storyteller.core.prompting.prompt import DepthInjection, PromptPart, system_text
 from storyteller.core.prompting.token_count import TokenCount, count_tokens
@@ -41,6 +41,15 @@ class LoreParts:
     before: list[str] = field(default_factory=list)
     after: list[str] = field(default_factory=list)
     injections: list[DepthInjection] = field(default_factory=list)
+
+    def place(self, entry: ActivatedEntry) -> None:
+        """Where an entry that fired goes by its position: before or after the character, or at a depth."""
+        if entry.position in BEFORE_CHARACTER:
+            self.before.append(entry.content)
+        elif entry.position in AFTER_CHARACTER:
+            self.after.append(entry.content)
+        else:
+            self.injections.append(DepthInjection("lore", entry.content, entry.depth))
 
 
 @dataclass
@@ -79,12 +88,7 @@ class CharacterContext:
         if not self.books:
             return lore
         for entry in activate(self.books, messages, count_tokens=count_tokens):
-            if entry.position in BEFORE_CHARACTER:
-                lore.before.append(entry.content)
-            elif entry.position in AFTER_CHARACTER:
-                lore.after.append(entry.content)
-            else:
-                lore.injections.append(DepthInjection("lore", entry.content, entry.depth))
+            lore.place(entry)
         return lore
 
 

@@ -15,6 +15,7 @@ from jinja2 import TemplateError
 
 from storyteller.core.cards.character_context import CharacterContext
 from storyteller.core.cards.macros import MacroContext, substitute
+from storyteller.core.chat.lore_history import PINS_KEY, place_lore
 from storyteller.core.chat.memory import ChatMemory
 from storyteller.core.chat.turn import Turn, TurnRequest
 from storyteller.core.context import AppContext
@@ -162,10 +163,9 @@ class ChatPrompts:
             injections.append(DepthInjection("author_note", substitute(note, macros), depth))
         if character.post_history.strip():
             injections.append(DepthInjection("post_history", substitute(character.post_history, macros), 0))
-        history = [
-            HistoryMessage(m.id, m.role, m.content, m.token_ids) for m in inputs.history if m.content or m.token_ids
-        ]
-        lore = character.lore_parts([m.content for m in inputs.history], self._count_text)
+        placed = place_lore(chat.settings, character, inputs.history, self._count_text)
+        history, lore = placed.history, placed.lore
+        history = [m if isinstance(m.id, int) else replace(m, content=substitute(m.content, macros)) for m in history]
         system_parts = [p.with_text(substitute(p.text, macros)) for p in character.system_parts(lore)]
         summary = self.memory.in_prompt(chat, inputs.history)
         request = PromptRequest(
@@ -181,7 +181,7 @@ class ChatPrompts:
         previous_cut = request.keep_from
         swapped_in = 0
         if prompt.kept_from > request.keep_from:  # a trim: the time to swap in a newer summary
-            newer = self.memory.for_trim(chat, inputs.history, prompt.kept_from)
+            newer = self.memory.for_trim(chat, inputs.history, _message_at(history, prompt.kept_from))
             if newer is not None and newer != summary and self.memory.part(newer):
                 request.system_parts = system_parts + self.memory.part(newer)
                 request.keep_from = prompt.kept_from
@@ -192,8 +192,12 @@ class ChatPrompts:
         parts = self.memory.part(summary)
         in_prompt = SummaryInPrompt(parts[0].text if parts else "", swapped_in)
         trimmed = sum(self._count([_segment(m)]) for m in history[previous_cut : prompt.kept_from])
-        if prompt.kept_from < len(history):
-            self._remember_cut(chat, history[prompt.kept_from].id)
+        first_kept = _message_at(history, prompt.kept_from)
+        if first_kept is not None:
+            self._remember_cut(chat, first_kept)
+        if placed.pins != chat.settings.get(PINS_KEY, {}):
+            chat.settings = {**chat.settings, PINS_KEY: placed.pins}
+            self.repo.update_chat(chat.id, settings=chat.settings)
         return prompt, trimmed, in_prompt
 
     def _remember_cut(self, chat: ChatRow, first_kept: int) -> None:
@@ -227,6 +231,11 @@ def _keep_from(chat: ChatRow, history: list[HistoryMessage]) -> int:
         if message.id == first_kept:
             return index
     return 0
+
+
+def _message_at(history: list[HistoryMessage], index: int) -> int | None:
+    """The id of the chat message at `index` or the first after it (pinned lore has no id of its own)."""
+    return next((m.id for m in history[index:] if isinstance(m.id, int)), None)
 
 
 def _segment(message: HistoryMessage) -> Segment:

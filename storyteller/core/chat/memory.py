@@ -84,9 +84,10 @@ class ChatMemory:
             return None
         return summary
 
-    def for_trim(self, chat: ChatRow, history: list[MessageRow], kept_from: int) -> SummaryRow | None:
+    def for_trim(self, chat: ChatRow, history: list[MessageRow], first_kept: int | None) -> SummaryRow | None:
         """At a trim: the newest summary that covers only messages the prompt no longer holds."""
-        if self.state(chat) == "off":
+        kept_from = _index(history, first_kept) if first_kept is not None else len(history)
+        if self.state(chat) == "off" or kept_from is None:
             return None
         for summary in reversed(self.summaries.for_chat(chat.id)):
             index = _index(history, summary.covers_to)
