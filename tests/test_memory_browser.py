@@ -1,0 +1,80 @@
+"""The Chat tab's "Story so far" panel in Chromium: Summarise now with the tiny model, edit, Restore
+previous, Pause and Off, and the "lore in history" option, all kept across a reload."""
+
+from __future__ import annotations
+
+import pytest
+
+from storyteller.core.context import AppContext
+from storyteller.storage.chats import ChatRepository
+from tests.support.app_runner import running_app
+from tests.support.paths import SCREENSHOTS
+
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A chat of 24 messages whose first 12 left the context (as a trim leaves it)."""
+    path = tmp_path_factory.mktemp("memory-ui")
+    ctx = AppContext.open(path)
+    repo = ChatRepository(ctx.db)
+    chat = repo.create_chat("Long road")
+    parent = None
+    ids = []
+    for turn in range(24):
+        role = "user" if turn % 2 == 0 else "assistant"
+        parent = repo.add_message(chat.id, parent, role, f"Message {turn}: the road to Veldrin is long.").id
+        ids.append(parent)
+    repo.update_chat(chat.id, leaf_id=parent, settings={"first_kept_message": ids[12]})
+    ctx.close()
+    return path
+
+
+def status(page) -> str:
+    return page.locator("#memory-status").inner_text()
+
+
+def wait_status(page, words: str) -> None:
+    page.wait_for_function("w => document.querySelector('#memory-status')?.innerText.includes(w)", arg=words,
+                           timeout=60_000)
+
+
+def test_story_so_far_controls(tiny_model, browser, data_dir):
+    with running_app(data_dir, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app.url)
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        page.get_by_text("Story so far").click()
+        wait_status(page, "No summary in the prompt yet")
+        page.locator("#summarise-now").click()
+        wait_status(page, "a summary of the first 12 messages, written by the model")
+        written = page.locator("#summary-text textarea").input_value()
+        assert written.strip()
+
+        page.locator("#summary-text textarea").fill("Mirela rides to Veldrin with a silver compass.")
+        page.locator("#save-summary").click()
+        wait_status(page, "written by you")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#chat-side").screenshot(path=str(SCREENSHOTS / "memory-panel.png"))
+
+        page.locator("#restore-summary").click()
+        wait_status(page, "written by the model")
+        assert page.locator("#summary-text textarea").input_value() == written
+
+        page.locator("#memory-state").get_by_text("Pause").click()
+        wait_status(page, "Paused")
+        page.locator("#memory-state").get_by_text("Off").click()
+        wait_status(page, "Memory is off")
+        page.locator("#lore-in-history input").check()
+        page.wait_for_timeout(500)
+
+        page.reload()
+        page.wait_for_selector("#chat-input textarea", timeout=60_000)
+        page.get_by_text("Story so far").click()
+        wait_status(page, "Memory is off")
+        assert page.locator("#lore-in-history input").is_checked()
+        page.locator("#memory-state").get_by_text("On").click()
+        wait_status(page, "written by the model")
+        page.locator("#chat-side").screenshot(path=str(SCREENSHOTS / "memory-panel-on.png"))
+        page.close()
