@@ -6,7 +6,9 @@ from __future__ import annotations
 import gradio as gr
 
 from storyteller.core.services import Services
-from storyteller.ui.tabs.settings import appearance, chat_io, general, kv_cache, load_defaults, remote_images
+from storyteller.ui.tabs.settings import (
+    appearance, chat_io, general, kv_cache, load_defaults, memory_prompts, remote_images,
+)
 from storyteller.ui.widgets.activity import Activity
 
 
@@ -18,4 +20,5 @@ def build(services: Services, activity: Activity) -> None:
             appearance.build(services, general_tab)
             kv_cache.build(services, tab, general_tab)
             remote_images.build(services, general_tab)
+            memory_prompts.build(services, general_tab)
             chat_io.build(services, tab)
