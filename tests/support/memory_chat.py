@@ -12,6 +12,9 @@ from storyteller.core.chat.replies import ReplyFinished
 from storyteller.core.services import Services
 
 
+PROMPT_END_MATCH = 32
+
+
 @dataclass
 class TurnCost:
     turn: int
@@ -58,26 +61,27 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
     chats = services.chats
     chat = chats.chat(chat_id)
     run = MemoryRun()
-    previous_reply: tuple[int, ...] | None = None
+    previous: tuple[int, ...] = ()  # the previous reply's ids, else the previous prompt's last tokens
     for turn, message in enumerate(messages):
         done = [e for e in chats.send(chat.id, message, ReplyOptions(max_tokens=reply_tokens))
                 if isinstance(e, ReplyFinished)][0]
         report = chats.last_prompts[chat.id]
         reply = chats.repo.get_message(done.message_id)
-        new = _after(report.prompt_ids, previous_reply) if previous_reply else None
+        new = _after(report.prompt_ids, previous) if previous else None
         written = services.memory.after_reply(chat.id) is not None
         cost = TurnCost(turn, done.stats.prompt_tokens, done.stats.evaluated_tokens, new, done.trimmed_tokens,
                         done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written)
         run.turns.append(cost)
         if on_turn is not None:
             on_turn(cost)
-        previous_reply = reply.token_ids
+        # A reply kept as its exact ids is in the cache; otherwise its text is sent again and counts as new.
+        previous = reply.token_ids or report.prompt_ids[-PROMPT_END_MATCH:]
     return run
 
 
-def _after(prompt: list[int], reply: tuple[int, ...]) -> int | None:
-    """How many prompt tokens follow the last place the previous reply's ids are in it."""
-    for end in range(len(prompt), len(reply) - 1, -1):
-        if tuple(prompt[end - len(reply) : end]) == reply:
+def _after(prompt: tuple[int, ...], run: tuple[int, ...]) -> int | None:
+    """How many prompt tokens follow the last place the ids `run` are in it."""
+    for end in range(len(prompt), len(run) - 1, -1):
+        if tuple(prompt[end - len(run) : end]) == tuple(run):
             return len(prompt) - end
     return None
