@@ -1,5 +1,5 @@
-"""The Chat tab's "Story so far" panel in Chromium: Summarise now with the tiny model, edit, Restore
-previous, Pause and Off, and the "lore in history" option, all kept across a reload."""
+"""The Chat tab's "Story so far" panel in Chromium: the summary written after a reply, Summarise now with the
+tiny model, edit, Restore previous, Pause and Off, and the "lore in history" option, all kept across a reload."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from storyteller.core.context import AppContext
 from storyteller.storage.chats import ChatRepository
 from tests.support.app_runner import running_app
+from tests.support.browser import wait_for_reply
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
@@ -37,7 +38,7 @@ def status(page) -> str:
 
 def wait_status(page, words: str) -> None:
     page.wait_for_function("w => document.querySelector('#memory-status')?.innerText.includes(w)", arg=words,
-                           timeout=60_000)
+                           timeout=120_000)
 
 
 def test_story_so_far_controls(tiny_model, browser, data_dir):
@@ -47,6 +48,24 @@ def test_story_so_far_controls(tiny_model, browser, data_dir):
         page.wait_for_selector("#chat-input textarea", timeout=60_000)
         page.get_by_text("Story so far").click()
         wait_status(page, "No summary in the prompt yet")
+        # Messages left the context before the chat had a summary: the reply is followed by one, written on
+        # a thread; the panel shows it when it is drawn again (here: closed and opened).
+        page.locator("#max-tokens input[type='number']").fill("8")
+        page.locator("#max-tokens input[type='number']").press("Enter")
+        page.locator("#chat-input textarea").fill("Where does the road go?")
+        page.locator("#send").click()
+        wait_for_reply(page)
+        for _ in range(60):
+            page.get_by_text("Story so far").click()
+            page.get_by_text("Story so far").click()
+            if "A newer one goes in at the next trim" in status(page):
+                break
+            page.wait_for_timeout(1000)
+        assert "A newer one goes in at the next trim" in status(page)
+        assert page.locator("#summary-text textarea").input_value().strip()
+        page.locator("#restore-summary").click()  # drops it again
+        wait_status(page, "No summary in the prompt yet")
+
         page.locator("#summarise-now").click()
         wait_status(page, "a summary of the first 12 messages, written by the model")
         written = page.locator("#summary-text textarea").input_value()

@@ -1,7 +1,8 @@
 """The loaded model writes a chat's story-so-far summary between turns.
 
 After a reply, a summary is due once the prompt is near the trim: it covers the messages the trim
-will drop (and any that left before without one), so the trim can swap it in at once. Each new summary merges the previous one with the messages it adds. A reply the user
+will drop (and any that left before without one), so the trim can swap it in at once. A chat that lost
+messages before it had any summary (memory turned on late, an imported chat) gets one after its next reply. Each new summary merges the previous one with the messages it adds. A reply the user
 asks for never waits behind one: `make_way` stops a summary being written (it is written again after
 that reply). The summary's request evicts the chat from the engine's context; the next turn gets it
 back from the KV snapshot the reply left.
@@ -68,13 +69,16 @@ class SummaryWriter:
         """How many history messages a summary written now should cover (0: none is due)."""
         if self.memory.state(chat) != "on":
             return 0
-        near = size is not None and size.total_tokens > NEAR_TRIM * size.budget
-        if not near or chat.settings.get(WRITTEN_FOR_KEY) == chat.settings.get("first_kept_message"):
+        if chat.settings.get(WRITTEN_FOR_KEY) == chat.settings.get("first_kept_message"):
             return 0  # once per trim point: the trim swaps in what was written when it drew near
         history = self.repo.path(chat.leaf_id)
         first_kept = _position(history, chat.settings.get("first_kept_message")) or 0
-        target = self._next_cut(history, first_kept, size)
-        return target if target > self._covered(chat, history) else 0
+        covered = self._covered(chat, history)
+        if size is not None and size.total_tokens > NEAR_TRIM * size.budget:
+            target = self._next_cut(history, first_kept, size)
+        else:  # not near a trim: only a chat that lost messages before it had any summary needs one now
+            target = first_kept if covered == 0 else 0
+        return target if target > covered else 0
 
     def out_of_context(self, chat: ChatRow) -> int:
         """How many history messages left the prompt, for Summarise now (0: none is left uncovered)."""
