@@ -179,3 +179,21 @@ def test_cli_chat_reports_summarized_tokens_and_chats_summary_prints_it(cli, tin
     assert code == 0 and f"covers the first {report['covers_messages']} messages" in out
     code, _, err = cli("chats", "summary", "nope")
     assert code == 1 and "no chat nope" in err and "Traceback" not in err
+
+
+@pytest.mark.gemma
+@pytest.mark.slow
+def test_gemma_trim_turns_within_the_cost_budget(gemma_model, tmp_path):
+    """Gemma's template folds the system part (and so the summary) into the first user turn: the kept history
+    still starts a segment after the summary, and trim turns cost the summary and the new message."""
+    context = AppContext.open(tmp_path / "data")
+    try:
+        load_model(context, LoadSettings(model_path=str(gemma_model), n_ctx=1024, n_threads=1))
+        services = Services(context)
+        _, run = run_memory_chat(services, [message(t) for t in range(30)], reply_tokens=16)
+    finally:
+        context.close()
+    trims = [t for t in run.turns if t.summarized and t.new is not None]
+    assert trims, run.turns
+    assert all(t.shifted > 0 for t in trims)
+    assert all(t.within_budget for t in run.turns), [t for t in run.turns if not t.within_budget]

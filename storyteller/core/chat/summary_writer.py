@@ -2,9 +2,9 @@
 
 After a reply, a summary is due once the prompt is near the trim: it covers the messages the trim
 will drop (and any that left before without one), so the trim can swap it in at once. A chat that lost
-messages before it had any summary (memory turned on late, an imported chat) gets one after its next reply. Each new summary merges the previous one with the messages it adds. A reply the user
-asks for never waits behind one: `make_way` stops a summary being written (it is written again after
-that reply). The summary's request evicts the chat from the engine's context; the next turn gets it
+messages before it had any summary (memory turned on late, an imported chat) gets one after its next
+reply. Each new summary merges the previous one with the messages it adds. A reply the user asks for
+never waits behind one: `make_way` stops a summary being written (it is written again after that reply). The summary's request evicts the chat from the engine's context; the next turn gets it
 back from the KV snapshot the reply left.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from storyteller.core.cards.macros import MacroContext, substitute
 from storyteller.core.chat.memory import SUMMARY_WORDS, ChatMemory, SummaryError
+from storyteller.core.errors import UserError
 from storyteller.core.prompting.prompt import TRIM_SLACK, HistoryMessage, PromptRequest, assemble
 from storyteller.core.prompting.templates import EmbeddedTemplate, InstructTemplate
 from storyteller.engine import Done, Engine, EngineError, GenerateRequest, SamplerSettings, Segment
@@ -139,8 +140,10 @@ class SummaryWriter:
         if text == NOTHING_YET:
             return None
         summary = self.memory.summaries.add(chat.id, text, history[through - 1].id, through, "model")
-        chat.settings = {**chat.settings, WRITTEN_FOR_KEY: chat.settings.get("first_kept_message")}
-        self.repo.update_chat(chat.id, settings=chat.settings)
+        fresh = self.repo.get_chat(chat.id)  # the chat's settings as they are now, not as the summary began
+        if fresh is not None:
+            written_for = chat.settings.get("first_kept_message")
+            self.repo.update_chat(chat.id, settings={**fresh.settings, WRITTEN_FOR_KEY: written_for})
         return summary
 
     def _chunks(self, messages: list[MessageRow], context: SummaryContext, room: int) -> list[list[MessageRow]]:
@@ -158,6 +161,8 @@ class SummaryWriter:
 
     def _generate(self, instruction: str, previous: str, passage: str, context: SummaryContext,
                   length: int) -> str | None:
+        if self._stopped:
+            return None  # a reply asked for the engine before this part began
         filled = (instruction.replace("{previous}", previous).replace("{words}", str(SUMMARY_WORDS))
                   .replace("{passage}", passage))
         prompt = assemble(PromptRequest(context.template, [], [HistoryMessage(0, "user", filled)]), self.count)
@@ -187,8 +192,8 @@ class SummaryWriter:
         def run() -> None:
             try:
                 write()
-            except (EngineError, SummaryError):
-                pass  # the engine went away or the chat changed: the summary is written after a later reply
+            except (EngineError, UserError):
+                pass  # no model, or the chat changed: the summary is written after a later reply
 
         threading.Thread(target=run, name="summary-writer", daemon=True).start()
 
