@@ -80,7 +80,8 @@ def run(model: str, n_ctx: int, reply_tokens: int) -> dict:
                                         f"trimmed {t.trimmed} shifted {t.shifted}", file=sys.stderr, flush=True),
             )
             report = services.memory.report(chat_id)
-            summaries = [s.text for s in services.memory.memory.summaries.for_chat(chat_id)]
+            summaries = [{"covers": s.covered_messages, "text": s.text}
+                         for s in services.memory.memory.summaries.for_chat(chat_id)]
             view = services.chats.view(chat_id)
             replies = [m.content for m in view.messages if m.role == "assistant"][-len(QUESTIONS):]
         finally:
@@ -90,7 +91,7 @@ def run(model: str, n_ctx: int, reply_tokens: int) -> dict:
     turns = memory_run.turns
     return {
         "model": Path(model).name, "n_ctx": n_ctx, "turns": len(turns),
-        "summary": report.as_dict(), "summaries_written": len(summaries),
+        "summary": report.as_dict(), "summaries_written": len(summaries), "summaries": summaries,
         "facts_in_summary": kept(report.text), "facts_total": len(FACTS),
         "answers": answers,
         "trim_turns": [{"turn": t.turn, "evaluated": t.evaluated, "summary_tokens": t.summarized, "new": t.new,

@@ -127,7 +127,7 @@ def test_a_reply_stops_a_summary_being_written(scripted_small, scripted_engine):
     generate, stop = scripted_engine.generate, scripted_engine.stop
 
     def generate_held(request):
-        is_summary = any("Updated notes:" in s.text for s in request.prompt)
+        is_summary = any("Summary:" in s.text for s in request.prompt)
         for event in generate(request):
             if is_summary and not in_summary.is_set():
                 in_summary.set()

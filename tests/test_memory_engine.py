@@ -49,3 +49,13 @@ def test_the_hint_does_nothing_when_the_prefix_is_unchanged(tiny_engine):
     done = run(tiny_engine, prompt + [Segment(" more")], max_tokens=2, history_segment=2)
     assert done.stats.shifted_tokens == 0
     assert done.stats.evaluated_tokens <= 6
+
+
+def test_history_that_repeats_an_earlier_message_is_found_where_it_runs_longest(tiny_engine):
+    repeated = "we ride on along the muddy road and the rain keeps falling on the hills . " * 2
+    blocks = [repeated if i in (1, 5) else b for i, b in enumerate(BLOCKS)]
+    run(tiny_engine, [Segment(SYSTEM), Segment("so far : nothing .")] + [Segment(b) for b in blocks], max_tokens=2)
+    prompt = [Segment(SYSTEM), Segment("so far : the road was long and wet . " * 3)] + [Segment(b) for b in blocks[5:]]
+    done = run(tiny_engine, prompt + [Segment("dawn")], max_tokens=2, history_segment=2)
+    kept = len(tiny_engine.tokenize(prompt)) - len(tiny_engine.tokenize(prompt[:2]))
+    assert done.stats.shifted_tokens == kept  # not the first copy, which runs on into other blocks

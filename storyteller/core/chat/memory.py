@@ -25,11 +25,10 @@ ACTIVE_KEY = "summary_active"  # the id of the summary the prompt holds now
 
 DEFAULT_PROMPTS = {
     # What the model is asked; {previous}, {passage}, {words} and the card macros are filled in.
+    # Plain words: small models follow "summarise" and copy headings they are shown.
     "instruction": (
-        "You keep the notes of a story between {{user}} and {{char}}. Here are the notes so far and the next "
-        "part of the story. Write the updated notes: keep every name, place, object, promise and fact from "
-        "both, drop small talk, and write plain sentences in the past tense, at most {words} words.\n\n"
-        "Notes so far:\n{previous}\n\nNext part:\n{passage}\n\nUpdated notes:"
+        "Summarise this story between {{user}} and {{char}} in at most {words} words. Keep every name, place, "
+        "object and promise; leave out small talk.\n\n{previous}\n\n{passage}\n\nSummary:"
     ),
     # How the summary appears in the chat's prompt.
     "insert": "[The story so far: {summary}]",

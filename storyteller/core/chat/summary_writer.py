@@ -27,7 +27,7 @@ from storyteller.storage.summaries import SummaryRow
 NEAR_TRIM = 0.9
 SUMMARY_TOKENS = 220  # the longest summary the model may write
 WRITTEN_FOR_KEY = "summary_written_for"  # the trim point the last summary written ahead was for
-NOTHING_YET = "(nothing yet)"
+NOTHING_YET = ""  # {previous} before the first summary
 TEMPLATE_ROOM = 64  # the prompt format's text around the instruction
 MIN_PASSAGE_TOKENS = 64
 SUMMARY_SAMPLER = SamplerSettings(temperature=0.0, repeat_penalty=1.1)

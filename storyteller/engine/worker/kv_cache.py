@@ -140,13 +140,11 @@ class KvCache:
         is for the caller to evaluate (`LoadedModel.evaluate_block`). None when there is nothing to gain.
         """
         start = common_prefix_length(self.tokens, prompt)
-        probe = prompt[history_at : history_at + MIN_SHIFT_MATCH]
-        if start >= history_at or len(probe) < MIN_SHIFT_MATCH or not self.lib.llama_memory_can_shift(self.memory):
+        if start >= history_at or not self.lib.llama_memory_can_shift(self.memory):
             return None
-        cached_at = find_run(self.tokens, probe, start + 1)
-        if cached_at < 0:
+        cached_at, kept = longest_run_after(self.tokens, prompt, start, history_at)
+        if kept == 0:
             return None
-        kept = common_prefix_length(self.tokens[cached_at:], prompt[history_at:])
         memory = self.memory
         self.lib.llama_memory_seq_rm(memory, 0, start, cached_at)
         self.lib.llama_memory_seq_rm(memory, 0, cached_at + kept, -1)
@@ -221,13 +219,27 @@ def history_held(tokens: list[int], prompt: list[int], start: int, history_start
     """How many tokens of the prompt's kept history (beginning at one of `history_starts`, after a changed
     block from `start` on) `tokens` hold further on, ready to be shifted into place."""
     for history_at in history_starts:
-        probe = prompt[history_at : history_at + MIN_SHIFT_MATCH]
-        if history_at <= start or len(probe) < MIN_SHIFT_MATCH:
-            continue
-        cached_at = find_run(tokens, probe, start + 1)
-        if cached_at >= 0:
-            return common_prefix_length(tokens[cached_at:], prompt[history_at:])
+        if history_at > start:
+            _, kept = longest_run_after(tokens, prompt, start, history_at)
+            if kept:
+                return kept
     return 0
+
+
+def longest_run_after(tokens: list[int], prompt: list[int], start: int, history_at: int) -> tuple[int, int]:
+    """Where in `tokens` (after `start`) the prompt's history from `history_at` on runs longest, and how long
+    (0: nowhere for MIN_SHIFT_MATCH tokens). Not the first match: a message can repeat an earlier one."""
+    probe = prompt[history_at : history_at + MIN_SHIFT_MATCH]
+    best_at, best = -1, 0
+    if len(probe) < MIN_SHIFT_MATCH:
+        return best_at, best
+    found = find_run(tokens, probe, start + 1)
+    while found >= 0:
+        length = common_prefix_length(tokens[found:], prompt[history_at:])
+        if length > best:
+            best_at, best = found, length
+        found = find_run(tokens, probe, found + 1)
+    return best_at, best
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
