@@ -1,4 +1,4 @@
-"""A chat's story-so-far summaries (migration 0008), newest last."""
+"""A chat's story-so-far summaries (migration 0009), newest last."""
 
 from __future__ import annotations
 
