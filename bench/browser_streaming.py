@@ -38,6 +38,10 @@ PRESET = "Bench: EOS banned"
 HISTORY_MESSAGES = 200
 SEED = 4242
 TICK = os.sysconf("SC_CLK_TCK")
+# The stats line's own text: a progress tracker drawn in the same element ("processing | 0.4/8.1s") above the
+# last reply's line once made that line look new, so a round ended as soon as it began.
+STATS_TEXT = """(sel) => { const box = document.querySelector(sel);
+  return (box.querySelector('[data-testid="markdown"]') || box).innerText; }"""
 WORDS = "the knight rode through the silent forest while the dragon watched from the mountain and waited".split()
 
 
@@ -194,7 +198,7 @@ class BrowserSide:
 
     def turn(self, scene: str, turn: int) -> dict:
         page = self.page
-        previous = page.locator(self.stats).inner_text()
+        previous = page.evaluate(STATS_TEXT, self.stats)
         if scene == "story":
             click = page.locator("#story-generate")
         else:
@@ -204,7 +208,7 @@ class BrowserSide:
         click.click()
         # The line is read where the wait saw it: the page may be redrawing it again by the time it is asked.
         stats_line = page.wait_for_function(
-            "([sel, p]) => { const t = document.querySelector(sel).innerText; return t.includes('ended by') && t !== p && t }",
+            f"([sel, p]) => {{ const t = ({STATS_TEXT})(sel); return t.includes('ended by') && t !== p && t }}",
             arg=[self.stats, previous], timeout=600_000, polling=250).json_value()
         used = self.meter.stop()
         found = re.search(r"(\d+)\s+tokens", stats_line)

@@ -13,6 +13,7 @@ from storyteller.core.services import Services  # noqa: E402
 from storyteller.ui.tabs import characters, chat, experts, models, presets, settings, story  # noqa: E402
 from storyteller.ui.widgets import header, welcome  # noqa: E402
 from storyteller.ui.widgets.activity import Activity  # noqa: E402
+from storyteller.ui.widgets.progress import no_progress  # noqa: E402
 
 STATUS_REFRESH_SECONDS = 2.0
 
@@ -86,9 +87,16 @@ def build_ui(services: Services) -> gr.Blocks:
         demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
         # The page shows the engine as it is now (a --model load may end after the UI was built), and then
         # polls it: loads, unloads, crashes, replies and downloads happen in other tabs and sessions.
-        demo.load(lambda: header.refresh(services, activity), outputs=top.outputs, show_progress="hidden")
-        gr.Timer(STATUS_REFRESH_SECONDS).tick(lambda: header.refresh(services, activity), outputs=top.outputs,
-                                              show_progress="hidden")
+        demo.load(lambda: header.refresh(services, activity), outputs=top.outputs, **no_progress())
+
+        def poll(current: str, character: str, shown: list | None) -> dict:
+            status, running = header.refresh(services, activity)
+            return {top.status: status, top.running: running, **chat_link.heading(current, character, shown)}
+
+        # One timer for the page: each tick costs the browser a walk over every component (Gradio 6.31's
+        # dispatch), so the header and the chat's heading share it.
+        polled = [*top.outputs, *chat_link.heading_outputs]
+        gr.Timer(STATUS_REFRESH_SECONDS).tick(poll, chat_link.heading_inputs, polled, **no_progress())
     return demo
 
 

@@ -21,6 +21,10 @@ class ChatLink:
     open: Callable[[str, str], dict]  # (chat id, character id as text) → {component: update}
     page_load: Callable[[str, str], dict]  # (the page's chat id, character) → {component: update}
     page_inputs: list[Component]  # what page_load reads: the open chat's id, the character
+    # The header above the messages, for the page's timer: (chat id, character, what it shows) → updates.
+    heading: Callable[[str, str, list | None], dict]
+    heading_inputs: list[Component]
+    heading_outputs: list[Component]
 
 
 @dataclass(frozen=True)

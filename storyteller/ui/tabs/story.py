@@ -26,6 +26,7 @@ from storyteller.engine import EngineError
 from storyteller.ui.links import StoryLink
 from storyteller.ui.widgets.choices import DEFAULT_PRESET_CHOICE, named_choices
 from storyteller.ui.widgets.errors import shown_as_warning
+from storyteller.ui.widgets.progress import no_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 
 
@@ -205,9 +206,9 @@ def build(services: Services) -> StoryLink:
 
         page_inputs = [story_id, document, *settings_inputs]
         stream_outputs = [*view_outputs, generate_btn, stats, prompt_text]
-        # Gradio's progress overlay redraws its timer every frame on each output: the stats line says enough.
+        # No progress tracker: Gradio's counts every frame on each output, even hidden (the stats line says enough).
         for button, action in ((generate_btn, stories.continue_story), (retry_btn, stories.retry)):
-            button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine", show_progress="hidden")
+            button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine", **no_progress())
         # Stop must not wait in the engine's queue behind the continuation it stops.
         stop_btn.click(lambda: services.engine.stop(), queue=False)
         undo_btn.click(stepping(stories.undo), page_inputs, view_outputs)

@@ -40,4 +40,7 @@ def build(services: Services) -> ChatLink:
         open=browser.open,
         page_load=browser.on_page_load,
         page_inputs=[page.chat_id, page.character],
+        heading=browser.header.draw,
+        heading_inputs=[page.chat_id, page.character, page.heading],
+        heading_outputs=page.heading_outputs,
     )

@@ -164,7 +164,6 @@ class ChatBrowser:
         p.save_settings_btn.click(self.on_save_settings,
                                   [p.chat_id, p.preset, p.template, p.author_note, p.note_depth, p.character],
                                   p.heading_outputs)
-        self.header.wire()
         p.delete_chat_btn.click(lambda: gr.update(visible=True), outputs=p.confirm_delete_btn)
         p.confirm_delete_btn.click(self.on_delete_chat, [p.chat_id, p.character], [p.confirm_delete_btn, *p.open_outputs])
         p.query.submit(self.on_search, p.query, p.results)

@@ -15,8 +15,8 @@ from storyteller.ui.widgets.errors import USER_ERRORS
 
 
 class ChatHeader:
-    """Draws page.heading_outputs; the page's timer redraws them when a load, an unload or an edit
-    elsewhere changed what they show."""
+    """Draws page.heading_outputs; the page's timer (ui/app.py) redraws them when a load, an unload or
+    an edit elsewhere changed what they show."""
 
     def __init__(self, services: Services, page: ChatPage):
         self.services = services
@@ -52,7 +52,3 @@ class ChatHeader:
             return str(library.avatar_path(library.get(int(character))))
         except USER_ERRORS:
             return None
-
-    def wire(self) -> None:
-        p = self.page
-        p.heading_timer.tick(self.draw, [p.chat_id, p.character, p.heading], p.heading_outputs, show_progress="hidden")

@@ -12,8 +12,6 @@ from storyteller.ui.widgets.choices import AUTO_CHOICE, Choice, named_choices
 
 DEFAULT_NOTE_DEPTH = 4
 PICK_A_MESSAGE = "Click a message to pick it."
-# Loads and unloads happen in other tabs and sessions: the header looks again this often.
-HEADING_REFRESH_SECONDS = 2.0
 
 
 class ChatPage:
@@ -56,8 +54,7 @@ class ChatPage:
             self.avatar = gr.Image(None, type="filepath", show_label=False, container=False, interactive=False,
                                    buttons=[], height=56, width=56, scale=0, min_width=56, elem_id="chat-avatar")
             self.chat_info = gr.Markdown("", elem_id="chat-info")
-        self.heading = gr.State(None)  # what the header shows now, so the timer redraws only what changed
-        self.heading_timer = gr.Timer(HEADING_REFRESH_SECONDS)
+        self.heading = gr.State(None)  # what the header shows now, so the page's timer redraws only what changed
         self.empty_state = gr.Markdown(visible=False, elem_id="chat-empty")
         # The height is CSS's (ui/app.py): the chat fills the window above the message box.
         self.chatbot = gr.Chatbot(

@@ -17,6 +17,7 @@ from storyteller.ui.tabs.chat.render import (NO_PROMPT_YET, chat_messages, conte
                                              live_reply_markdown, prompt_parts_markdown)
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.model_load import load_with_progress
+from storyteller.ui.widgets.progress import no_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 
 # An action starts a reply in the open chat: (chat id, the message box's text, options) → events.
@@ -175,8 +176,8 @@ class ReplyStreams:
     def wire_stream(self, trigger, handler, inputs) -> None:
         """A streaming reply's event, then the chat list, the header and the last prompt."""
         p = self.page
-        # Gradio's progress overlay redraws its timer every frame on each output: the stats line says enough.
-        trigger(handler, inputs, p.stream_outputs, concurrency_id="engine", show_progress="hidden").then(
+        # No progress tracker: Gradio's counts every frame on each output, even hidden (the stats line says enough).
+        trigger(handler, inputs, p.stream_outputs, concurrency_id="engine", **no_progress()).then(
             self.browser.after_reply, [p.chat_id, p.character], [p.chat_list, *p.heading_outputs],
         ).then(self.last_prompt, p.chat_id, p.prompt_outputs)
 
@@ -190,8 +191,9 @@ class ReplyStreams:
             (p.impersonate_btn.click, self.streaming(self.impersonate, into_input=True)),
         ):
             self.wire_stream(trigger, handler, p.stream_inputs)
-        p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
-        p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine")
+        p.swipe_left.click(self.swipe(-1), p.stream_inputs, p.stream_outputs, concurrency_id="engine", **no_progress())
+        p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine", **no_progress())
         # Stop must not wait in the engine's queue behind the reply it stops.
         p.stop_btn.click(lambda: self.engine.stop(), queue=False)
-        p.reload_btn.click(self.on_reload, outputs=[p.stats, p.crash_box, p.reload_btn], concurrency_id="engine")
+        p.reload_btn.click(self.on_reload, outputs=[p.stats, p.crash_box, p.reload_btn], concurrency_id="engine",
+                           **no_progress())

@@ -1,0 +1,44 @@
+"""What the page keeps doing in the browser while a reply streams or nothing happens: the events that
+stream and poll give no component a progress tracker, and one timer polls.
+
+Gradio 6.31 runs a requestAnimationFrame loop for each output of a pending event (hidden trackers too),
+and each timer tick walks every component that ever showed a status: bench/browser_streaming.py
+measured them as most of Chromium's CPU while a reply streamed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from storyteller.core.services import Services
+from storyteller.ui.app import build_ui
+
+
+@pytest.fixture
+def page_config(tmp_path):
+    services = Services.open(tmp_path)
+    try:
+        yield build_ui(services).get_config_file()
+    finally:
+        services.close()
+
+
+def ids(config, *elem_ids: str) -> set[int]:
+    return {c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") in elem_ids}
+
+
+def test_the_events_that_stream_into_the_stats_lines_show_no_progress_on_any_component(page_config):
+    streamed = ids(page_config, "chat-live-reply", "chat-stats", "story-stats")
+    streaming = [d for d in page_config["dependencies"] if streamed & set(d["outputs"])]
+    # Send, Enter, Regenerate, Continue, Impersonate, ◀, ▶, Load the model again (Chat); Generate, Retry (Story).
+    assert len(streaming) >= 10
+    assert [d["targets"] for d in streaming if d["show_progress_on"] != []] == []
+
+
+def test_one_timer_polls_the_header_and_the_chat_heading_and_shows_no_progress(page_config):
+    timers = {c["id"] for c in page_config["components"] if c["type"] == "timer"}
+    assert len(timers) == 1
+    ticks = [d for d in page_config["dependencies"] if any(t[0] in timers for t in d["targets"])]
+    assert len(ticks) == 1
+    assert ticks[0]["show_progress_on"] == []
+    assert ids(page_config, "model-status", "activity", "chat-info") <= set(ticks[0]["outputs"])
