@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from storyteller.core.models.remote import ServerError
-from tests.support.llama_servers import server_that_goes_away
+from tests.support.llama_servers import openai_server_listing, server_that_goes_away
 
 
 def test_a_server_then_a_local_model_then_back(scripted_services, tiny_model):
@@ -35,3 +35,17 @@ def test_a_server_that_cannot_be_reached_leaves_the_loaded_model(scripted_servic
     with pytest.raises(ServerError, match="give the server's address"):
         scripted_services.check_server(" ")
     assert scripted_services.engine is before and not scripted_services.on_server
+
+
+def test_an_openai_server_takes_the_tokenizer_of_the_library_model_of_its_name(scripted_services, tiny_model):
+    scripted_services.library.add_existing(tiny_model)
+    with openai_server_listing("TINY-MOE") as url:
+        scripted_services.connect_server(url)
+        assert "Token counts: exact (the tokenizer of tiny-moe.gguf)" in scripted_services.describe_server()
+        assert scripted_services.engine.capabilities.tokenizer
+        scripted_services.use_this_pc()
+    with openai_server_listing("some-other-model") as url:
+        assert "Token counts: estimates" in scripted_services.check_server(url)
+        assert "exact (the tokenizer of tiny-moe.gguf)" in scripted_services.check_server(url, tokenizer=str(tiny_model))
+        with pytest.raises(ServerError, match="no tokenizer file"):
+            scripted_services.check_server(url, tokenizer=str(tiny_model) + ".missing")

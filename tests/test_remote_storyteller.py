@@ -9,7 +9,7 @@ import json
 import pytest
 
 from storyteller.core.services import Services
-from storyteller.engine import GenerateRequest, LoadSettings, SamplerSettings, Segment, TextChunk
+from storyteller.engine import EngineError, GenerateRequest, LoadSettings, SamplerSettings, Segment, TextChunk
 from storyteller.engine.remote import LlamaServerEngine, OpenAiCompatibleEngine, remote_engine
 from storyteller.engine.remote.http import ServerGone
 from tests.support.app_runner import running_app
@@ -89,6 +89,34 @@ def test_an_openai_compatible_server_names_the_settings_it_lacks(storyteller_api
     done = list(engine.generate(GenerateRequest(prompt=SEGMENTS, sampler=sampler, max_tokens=6)))[-1]
     assert done.text and done.stats.generated_tokens == 6
     assert "top_k" in done.notice and "dry_multiplier" in done.notice and "temperature" not in done.notice
+
+
+def test_an_openai_compatible_server_with_the_models_gguf_counts_as_the_local_engine(storyteller_api, tiny_model,
+                                                                                     tiny_engine, tmp_path):
+    engine = OpenAiCompatibleEngine(storyteller_api, log_dir=str(tmp_path))
+    engine.load(LoadSettings(model_path=storyteller_api))
+    try:
+        engine.use_tokenizer(str(tiny_model))
+        assert engine.capabilities.tokenizer and engine.model_info.notice is None
+        ids = engine.tokenize(SEGMENTS)
+        assert ids == tiny_engine.tokenize(SEGMENTS)
+        assert engine.detokenize(ids) == tiny_engine.detokenize(ids)
+        request = GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=6)
+        done = list(engine.generate(request))[-1]
+        assert done.stats.prompt_tokens == len(ids)
+    finally:
+        engine.unload()
+    assert engine.tokenizer is None and not engine.capabilities.tokenizer
+
+
+def test_a_file_that_is_no_gguf_is_a_clear_error_for_the_tokenizer(storyteller_api, tmp_path):
+    engine = OpenAiCompatibleEngine(storyteller_api, log_dir=str(tmp_path))
+    engine.load(LoadSettings(model_path=storyteller_api))
+    (tmp_path / "not.gguf").write_bytes(b"hello")
+    with pytest.raises(EngineError, match="not a readable GGUF"):
+        engine.use_tokenizer(str(tmp_path / "not.gguf"))
+    assert not engine.capabilities.tokenizer
+    engine.unload()
 
 
 def test_a_server_that_goes_away_mid_reply_keeps_what_arrived_marked_interrupted(cli, tmp_path):

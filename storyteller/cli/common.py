@@ -37,12 +37,15 @@ def add_model_options(parser: argparse.ArgumentParser, *, required: bool, model_
                        "or an OpenAI-compatible server (vLLM, LM Studio, KoboldCpp, Ollama)")
     parser.add_argument("--server-key", metavar="KEY", default=os.environ.get(SERVER_KEY_ENV),
                         help=f"the server's API key, sent as a bearer token (default: ${SERVER_KEY_ENV})")
+    parser.add_argument("--server-tokenizer", metavar="PATH",
+                        help="the server's model as a GGUF file here, for exact token counts when the server has no "
+                        "tokenizer endpoint (default: the library model of the server's model name, else estimates)")
 
 
 def start_model(services: Services, args: argparse.Namespace, **fields: Any) -> ModelInfo:
     """Connects to --server (and says on stderr what it supports), else loads --model with the load flags."""
     if args.server:
-        info = services.connect_server(args.server, args.server_key)
+        info = services.connect_server(args.server, args.server_key, args.server_tokenizer)
         print("storyteller: " + services.describe_server().replace("**", "").replace("  \n", "\n  "), file=sys.stderr)
     else:
         settings = load_settings(services, args, **fields)

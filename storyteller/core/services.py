@@ -128,13 +128,14 @@ class Services:
         """LoadSettings for a new load: what is given (None = not given), else the defaults for new loads."""
         return new_load_settings(self.settings, model_path, **given)
 
-    def connect_server(self, url: str, key: str | None = None) -> ModelInfo:
-        """Runs models on the server at `url` from now on (llama-server, another Storyteller, OpenAI-compatible)."""
-        return connect_server(self.ctx, url, key)
+    def connect_server(self, url: str, key: str | None = None, tokenizer: str | None = None) -> ModelInfo:
+        """Runs models on the server at `url` from now on (llama-server, another Storyteller, OpenAI-compatible);
+        `tokenizer`: the model's GGUF, for exact token counts where the server has no tokenizer endpoint."""
+        return connect_server(self.ctx, url, key, tokenizer)
 
-    def check_server(self, url: str, key: str | None = None) -> str:
+    def check_server(self, url: str, key: str | None = None, tokenizer: str | None = None) -> str:
         """Whether the server at `url` can be used, and what it supports (Markdown); raises ServerError."""
-        return check_server(url, key)
+        return check_server(self.ctx, url, key, tokenizer)
 
     def use_this_pc(self) -> None:
         """Runs models in this app again (after a server)."""
@@ -148,7 +149,7 @@ class Services:
     def describe_server(self) -> str:
         """What the connected server runs and supports (Markdown), or "" when the model is not on a server."""
         info = self.engine.model_info
-        return describe_server(info, self.engine.capabilities) if self.on_server and info else ""
+        return describe_server(info, self.engine) if self.on_server and info else ""
 
     def describe_engine(self) -> str:
         """One line for status bars: what is loaded, or that the worker crashed."""

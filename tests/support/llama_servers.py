@@ -1,5 +1,6 @@
 """llama.cpp's servers for the `server` tests: the binaries built once per machine (the same build
-`make llama-server` runs), and a stand-in that streams a few tokens and then drops the connection."""
+`make llama-server` runs), a stand-in that streams a few tokens and then drops the connection, and one that only lists a model
+(an OpenAI-compatible server seen by its /v1/models)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,13 @@ class _GoesAwayMidReply(BaseHTTPRequestHandler):
 
 @contextmanager
 def server_that_goes_away() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _GoesAwayMidReply)
+    with _serving(_GoesAwayMidReply) as url:
+        yield url
+
+
+@contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -63,3 +70,29 @@ def server_that_goes_away() -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+class _ListsOneModel(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server's /v1/models (no /props, no /tokenize), naming `model_id`."""
+
+    model_id = ""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path != "/v1/models":
+            self.send_error(404)
+            return
+        data = json.dumps({"object": "list", "data": [{"id": self.model_id, "object": "model"}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@contextmanager
+def openai_server_listing(model_id: str) -> Iterator[str]:
+    with _serving(type("ListsThisModel", (_ListsOneModel,), {"model_id": model_id})) as url:
+        yield url

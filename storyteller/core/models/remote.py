@@ -3,45 +3,74 @@ to this PC, and what a connected server supports, in words for the Models tab an
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.engine import EngineError, LoadSettings, ModelInfo
-from storyteller.engine.interface import EngineCapabilities
-from storyteller.engine.remote import remote_engine, unsupported_fields
+from storyteller.engine.interface import Engine
+from storyteller.engine.remote import OpenAiCompatibleEngine, remote_engine, unsupported_fields
+from storyteller.storage.library import ModelRepository
 
 
 class ServerError(UserError):
     """A server that cannot be reached or is not one we can use; the message says which and why."""
 
 
-def connect_server(ctx: AppContext, url: str, key: str | None = None) -> ModelInfo:
+def connect_server(ctx: AppContext, url: str, key: str | None = None, tokenizer: str | None = None) -> ModelInfo:
     """Connects to the model server at `url`; from then on the app's engine is that server's (the local model
-    ends). What was loaded before stays loaded when the server cannot be used."""
-    if not url.strip():
-        raise ServerError("give the server's address, e.g. http://192.168.1.20:8080")
-    try:
-        engine = remote_engine(url, key or None)
-        info = engine.load(LoadSettings(model_path=url.strip()))
-    except EngineError as exc:
-        raise ServerError(str(exc)) from None
+    ends). `tokenizer`: the model's GGUF, for exact counts where the server has no tokenizer (else one from the
+    library whose name matches the server's model). What was loaded before stays loaded when the server cannot
+    be used."""
+    engine, info = _connect(ctx, url, key, tokenizer)
     ctx.engine.unload()
     ctx.engine, ctx.server_url = engine, url.strip()
     return info
 
 
-def check_server(url: str, key: str | None = None) -> str:
+def check_server(ctx: AppContext, url: str, key: str | None = None, tokenizer: str | None = None) -> str:
     """Connects to `url` without using it, and says what it supports (the Models tab's Test connection)."""
+    engine, info = _connect(ctx, url, key, tokenizer)
+    try:
+        return describe_server(info, engine)
+    finally:
+        engine.unload()
+
+
+def _connect(ctx: AppContext, url: str, key: str | None, tokenizer: str | None) -> tuple[Engine, ModelInfo]:
     if not url.strip():
         raise ServerError("give the server's address, e.g. http://192.168.1.20:8080")
     try:
-        engine = remote_engine(url, key or None)
+        engine = remote_engine(url, key or None, log_dir=str(ctx.data_dir / "logs"))
         info = engine.load(LoadSettings(model_path=url.strip()))
     except EngineError as exc:
         raise ServerError(str(exc)) from None
-    try:
-        return describe_server(info, engine.capabilities)
-    finally:
-        engine.unload()
+    if isinstance(engine, OpenAiCompatibleEngine):
+        path = tokenizer.strip() if tokenizer and tokenizer.strip() else library_match(ctx, engine.model_id)
+        if path:
+            try:
+                engine.use_tokenizer(str(Path(path).expanduser()))
+            except EngineError as exc:
+                engine.unload()
+                raise ServerError(f"the tokenizer file cannot be used: {exc}") from None
+    return engine, info
+
+
+def library_match(ctx: AppContext, model_id: str) -> str | None:
+    """The library model whose file or name is the server's model (its id as a path, a file name, or a name
+    with or without .gguf, in any case), else None."""
+    wanted = _bare_name(model_id)
+    if not wanted:
+        return None
+    for record in ModelRepository(ctx.db).all():
+        if wanted in (_bare_name(record.path), _bare_name(record.name)) and Path(record.path).is_file():
+            return record.path
+    return None
+
+
+def _bare_name(name: str) -> str:
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return name.removesuffix(".gguf")
 
 
 def use_this_pc(ctx: AppContext) -> None:
@@ -51,11 +80,18 @@ def use_this_pc(ctx: AppContext) -> None:
         ctx.engine, ctx.server_url = ctx.new_local_engine(), None
 
 
-def describe_server(info: ModelInfo, capabilities: EngineCapabilities) -> str:
+def describe_server(info: ModelInfo, engine: Engine) -> str:
     """What a connected server runs and supports (Markdown lines)."""
+    capabilities = engine.capabilities
+    tokenizer = engine.tokenizer if isinstance(engine, OpenAiCompatibleEngine) else None
     lines = [f"**{info.server}**: {info.path.replace(chr(92), '/').rsplit('/', 1)[-1]} · context {info.n_ctx}"]
-    lines.append("Token counts: " + ("exact (the server's tokenizer)" if capabilities.tokenizer
-                                     else "estimates (the server has no tokenizer endpoint)"))
+    if tokenizer is not None:
+        counts = f"exact (the tokenizer of {tokenizer.name})"
+    elif capabilities.tokenizer:
+        counts = "exact (the server's tokenizer)"
+    else:
+        counts = "estimates (the server has no tokenizer endpoint; give the model's GGUF for exact counts)"
+    lines.append("Token counts: " + counts)
     lacking = unsupported_fields(capabilities)
     lines.append("Sampler settings it lacks (not applied, and named on each reply that uses them): "
                  + (", ".join(lacking) if lacking else "none"))

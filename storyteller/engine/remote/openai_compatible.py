@@ -2,14 +2,16 @@
 streaming /v1/completions with the prompt as text in the model's format.
 
 Such a server applies OpenAI's sampler fields only: the others a request sets are named in the reply's
-notice (and listed by the Models tab and `--server`). Token counts are a labelled estimate
-(`capabilities.tokenizer` False) unless the server also has llama-server's /tokenize, which the
-llama-server engine then uses instead (see `remote.connect`).
+notice (and listed by the Models tab and `--server`). Token counts are exact when `use_tokenizer` was given
+the model's GGUF (its vocabulary, in a tokenizer-only worker), else a labelled estimate
+(`capabilities.tokenizer` False). A server with llama-server's /props gets the llama-server engine instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 
@@ -27,6 +29,7 @@ from storyteller.engine.interface import (
     TextChunk,
     WorkerCrashed,
 )
+from storyteller.engine.remote.gguf_tokenizer import GgufTokenizer
 from storyteller.engine.remote.http import ServerConnection, ServerGone
 from storyteller.engine.remote.lacking import lacking_notice
 
@@ -46,8 +49,11 @@ def estimate_tokens(text: str) -> int:
 class OpenAiCompatibleEngine:
     kind = "OpenAI-compatible server"
 
-    def __init__(self, url: str, key: str | None = None):
+    def __init__(self, url: str, key: str | None = None, log_dir: str | None = None):
+        """`log_dir`: where a tokenizer worker writes its log (the temp folder when None)."""
         self.server = ServerConnection(url, key)
+        self.log_dir = log_dir or tempfile.gettempdir()
+        self.tokenizer: GgufTokenizer | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._info: ModelInfo | None = None
@@ -69,7 +75,8 @@ class OpenAiCompatibleEngine:
         return self._lock.locked()
 
     def load(self, settings: LoadSettings, on_progress: Callable[[float], None] | None = None) -> ModelInfo:
-        """Connects to the server's first model; its context size from /v1/models, else `settings.n_ctx`."""
+        """Connects to the server's first model; its context size from /v1/models (vLLM's max_model_len,
+        llama-server's meta), else `settings.n_ctx` (the user's)."""
         started = time.monotonic()
         models = self.server.get("/v1/models") or {}
         data = [m for m in models.get("data") or [] if isinstance(m, dict)]
@@ -77,7 +84,8 @@ class OpenAiCompatibleEngine:
             raise EngineError(f"{self.server.url} lists no model (/v1/models)")
         model = data[0]
         meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
-        n_ctx = int(meta.get("n_ctx") or model.get("max_model_len") or model.get("context_length") or settings.n_ctx)
+        n_ctx = int(meta.get("n_ctx") or model.get("max_model_len") or model.get("context_length")
+                    or meta.get("n_ctx_train") or settings.n_ctx)
         self._model_id = str(model.get("id") or "")
         self._info = ModelInfo(
             path=self._model_id, architecture="", n_ctx=n_ctx, n_ctx_train=int(meta.get("n_ctx_train") or 0),
@@ -90,6 +98,25 @@ class OpenAiCompatibleEngine:
         if on_progress:
             on_progress(1.0)
         return self._info
+
+    @property
+    def model_id(self) -> str:
+        """The server's name for its model ("" before `load`)."""
+        return self._model_id
+
+    def use_tokenizer(self, path: str) -> None:
+        """Counts tokens exactly from then on, with the vocabulary of the model's GGUF at `path`."""
+        tokenizer = GgufTokenizer(path, self.log_dir)
+        self._end_tokenizer()
+        self.tokenizer = tokenizer
+        self.capabilities = dataclasses.replace(CAPABILITIES, tokenizer=True)
+        if self._info is not None:
+            self._info.notice = None
+
+    def _end_tokenizer(self) -> None:
+        if self.tokenizer is not None:
+            self.tokenizer.close()
+        self.tokenizer, self.capabilities = None, CAPABILITIES
 
     def generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:
         with self._lock:
@@ -132,7 +159,7 @@ class OpenAiCompatibleEngine:
         except ServerGone as exc:
             raise ServerGone(f"{exc}. The reply so far is kept and marked interrupted.") from None
         reply = "".join(text)
-        prompt_tokens = int(usage.get("prompt_tokens") or estimate_tokens(prompt))
+        prompt_tokens = int(usage.get("prompt_tokens") or len(self.tokenize(request.prompt)))
         cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         generated = int(usage.get("completion_tokens") or estimate_tokens(reply))
         seconds = time.monotonic() - started
@@ -146,13 +173,19 @@ class OpenAiCompatibleEngine:
         self._stop.set()
 
     def tokenize(self, prompt: list[Segment]) -> list[int]:
-        """An estimate: as many placeholder ids as the text has tokens, roughly (capabilities.tokenizer is False)."""
+        """The GGUF tokenizer's ids; without one an estimate: as many placeholder ids as the text has tokens,
+        roughly (capabilities.tokenizer is False)."""
+        if self.tokenizer is not None:
+            return self.tokenizer.tokenize(prompt)
         return [0] * sum(estimate_tokens(s.text) for s in prompt)
 
     def detokenize(self, tokens: list[int]) -> str:
+        if self.tokenizer is not None:
+            return self.tokenizer.detokenize(tokens)
         raise EngineError(f"an {self.kind} has no detokenizer")
 
     def unload(self) -> None:
         self.stop()
         with self._lock:
             self._info = None
+            self._end_tokenizer()

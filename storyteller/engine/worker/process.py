@@ -29,11 +29,11 @@ class Command:
 def worker_main(conn, lifeline, stop_event, log_path: str, settings: LoadSettings,
                 snapshots: SnapshotConfig | None = None) -> None:
     """Entry point of the worker process; `snapshots`: where to keep KV snapshots (None: nowhere)."""
-    _redirect_output(log_path)
+    redirect_output(log_path)
     # On abort ggml would attach gdb for a backtrace: slow, and it buries the one line that
     # says why. The app shows the log's last lines instead.
     os.environ["GGML_NO_BACKTRACE"] = "1"
-    threading.Thread(target=_exit_when_app_dies, args=(lifeline,), daemon=True).start()
+    threading.Thread(target=exit_when_app_dies, args=(lifeline,), daemon=True).start()
     try:
         model = LoadedModel(settings, on_progress=lambda f: conn.send(("progress", LoadProgress(f))))
     except EngineError as exc:
@@ -84,7 +84,7 @@ def _serve(conn, model: LoadedModel, stop_event) -> None:
             conn.send(("error", f"internal error in the model worker ({type(exc).__name__}: {exc}); details in the log"))
 
 
-def _redirect_output(log_path: str) -> None:
+def redirect_output(log_path: str) -> None:
     # llama.cpp writes to the C-level stderr, and ggml prints its abort reason there just before
     # abort(): keep both in a file the app reads when this process dies.
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -97,7 +97,7 @@ def _redirect_output(log_path: str) -> None:
     sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
 
 
-def _exit_when_app_dies(lifeline) -> None:
+def exit_when_app_dies(lifeline) -> None:
     try:
         lifeline.recv()
     except (EOFError, OSError):
