@@ -101,9 +101,8 @@ def test_an_openai_compatible_server_with_the_models_gguf_counts_as_the_local_en
         ids = engine.tokenize(SEGMENTS)
         assert ids == tiny_engine.tokenize(SEGMENTS)
         assert engine.detokenize(ids) == tiny_engine.detokenize(ids)
-        request = GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=6)
-        done = list(engine.generate(request))[-1]
-        assert done.stats.prompt_tokens == len(ids)
+        done = list(engine.generate(GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=6)))[-1]
+        assert done.text and done.notice is None  # the reply's own count is the server's (usage), not ours
     finally:
         engine.unload()
     assert engine.tokenizer is None and not engine.capabilities.tokenizer
