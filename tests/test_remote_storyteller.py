@@ -15,6 +15,7 @@ from storyteller.engine.remote.http import ServerGone
 from tests.support.app_runner import running_app
 from tests.support.browser import bot_text, open_tab, send, wait_for_reply
 from tests.support.llama_servers import server_that_goes_away
+from tests.support.paths import SCREENSHOTS
 
 pytestmark = pytest.mark.server
 
@@ -151,8 +152,15 @@ def test_the_models_tab_connects_to_a_server_and_chats_through_it(server, open_p
     page.get_by_role("button", name="Test connection").click()
     page.get_by_text("Token counts: exact").wait_for(timeout=30_000)
     assert not page.locator("#models-this-pc").is_visible()
+    assert page.locator("#welcome-experts").get_by_text("Download and load").first.is_visible()
     page.get_by_role("button", name="Connect", exact=True).click()
     page.get_by_text("Connected:").wait_for(timeout=30_000)
+    # The welcome panel shows the next step at once (the frankenMoE cards close), not only after a reload.
+    page.locator("#welcome-next-line").get_by_text("Loaded:").wait_for(timeout=30_000)
+    assert "Storyteller at" in page.locator("#welcome-next-line").inner_text()
+    assert page.locator("#welcome-chat").is_enabled()
+    page.wait_for_function("!document.querySelector('#welcome-experts .welcome-download')?.offsetParent", timeout=10_000)
+    page.screenshot(path=str(SCREENSHOTS / "welcome-after-server-connect.png"), full_page=True)
     open_tab(page, "Experts")
     page.get_by_text("Routing is unavailable for a remote model").wait_for(timeout=30_000)
     open_tab(page, "Chat")

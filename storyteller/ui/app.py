@@ -77,12 +77,13 @@ def build_ui(services: Services) -> gr.Blocks:
             chat_link = chat.build(services)
             story_link = story.build(services)
             character_link = characters.build(services)
-            models.build(services, activity)
+            server_connected = models.build(services, activity)
             presets.build(services)
             experts.build(services, activity)
             settings.build(services, activity)
         characters.connect(services, character_link, chat_link, tabs)
         welcome.connect(services, first_run, demo, tabs, chat_link, story_link)
+        welcome.follow(services, first_run, server_connected)
         # A page (also one left open across an app restart) shows the chat it names, else the newest.
         demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
         # The page shows the engine as it is now (a --model load may end after the UI was built), and then

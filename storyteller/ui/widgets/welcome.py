@@ -103,8 +103,7 @@ def build(services: Services, activity: Activity) -> Welcome:
                 panel: gr.update(visible=True), reopen: gr.update(visible=False)}
 
     for load in filter(None, (load for _, load in cards)):
-        load.then(lambda: next_step(services, welcome, loaded=services.engine.model_info is not None),
-                  outputs=welcome.outputs[2:], show_progress="hidden")
+        follow(services, welcome, load)
     hide_btn.click(on_hide, outputs=[panel, reopen], show_progress="hidden")
     reopen.click(on_reopen, outputs=welcome.outputs, show_progress="hidden")
     return welcome
@@ -115,6 +114,12 @@ def next_step(services: Services, welcome: Welcome, loaded: bool) -> dict:
     line = f"✓ **Loaded: {services.describe_engine()}**  \n**Next:** talk to a character or write a story." if loaded else NEXT_WAITING
     return {welcome.next_line: line, welcome.chat_btn: gr.update(interactive=loaded),
             welcome.story_btn: gr.update(interactive=loaded), welcome.experts: gr.update(open=not loaded)}
+
+
+def follow(services: Services, welcome: Welcome, load: Dependency) -> None:
+    """After a load elsewhere (the Models tab's Connect to a server) the next-step card shows what is loaded."""
+    load.then(lambda: next_step(services, welcome, loaded=services.engine.model_info is not None),
+              outputs=welcome.outputs[2:], show_progress="hidden")
 
 
 def connect(services: Services, welcome: Welcome, demo: gr.Blocks, tabs: gr.Tabs, chat: ChatLink, story: StoryLink) -> None:

@@ -5,6 +5,7 @@ file, GPU layers, context, experts per token and the rest). Above both, the choi
 from __future__ import annotations
 
 import gradio as gr
+from gradio.events import Dependency
 
 from storyteller.core.services import Services
 from storyteller.ui.tabs.models import library, load_settings, server_choice
@@ -12,9 +13,10 @@ from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.errors import USER_ERRORS
 
 
-def build(services: Services, activity: Activity) -> None:
+def build(services: Services, activity: Activity) -> Dependency:
+    """The tab; returns its server Connect event (the welcome panel shows the next step after it)."""
     with gr.Tab("Models", id="models") as tab:
-        where, form, status = server_choice.build(services)
+        where, form, status, connected = server_choice.build(services)
         with gr.Column(visible=not services.on_server, elem_id="models-this-pc") as this_pc:
             local_pick = library.build(services, tab, activity)
             path = load_settings.build(services, tab, activity)
@@ -28,3 +30,4 @@ def build(services: Services, activity: Activity) -> None:
             return gr.update()
 
     local_pick.input(follow, local_pick, path, show_progress="hidden")
+    return connected
