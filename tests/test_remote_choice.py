@@ -49,3 +49,27 @@ def test_an_openai_server_takes_the_tokenizer_of_the_library_model_of_its_name(s
         assert "exact (the tokenizer of tiny-moe.gguf)" in scripted_services.check_server(url, tokenizer=str(tiny_model))
         with pytest.raises(ServerError, match="no tokenizer file"):
             scripted_services.check_server(url, tokenizer=str(tiny_model) + ".missing")
+
+
+def test_an_openai_servers_context_is_the_one_it_lists_else_the_one_given(scripted_services):
+    with openai_server_listing("vllm-model", max_model_len=8192) as url:
+        said = scripted_services.check_server(url, n_ctx=3000)
+    with openai_server_listing("llama-server-model", meta={"n_ctx_train": 32768}) as url:
+        train = scripted_services.check_server(url)
+    with openai_server_listing("silent-model") as url:
+        given = scripted_services.check_server(url, n_ctx=3000)
+        with pytest.raises(ServerError, match="context size"):
+            scripted_services.check_server(url, n_ctx=10)
+    assert "context 8192" in said and "does not say" not in said
+    assert "context 32768" in train
+    assert "context 3000 (the server does not say its context size" in given
+
+
+def test_the_cli_takes_the_tokenizer_from_server_tokenizer(cli, tiny_model):
+    with openai_server_listing("some-other-model") as url:
+        result = cli("chat", None, "--server", url, "--server-tokenizer", str(tiny_model), "--message", "hello",
+                     "--max-tokens", "4", "--n-ctx", "1024")
+    assert result.returncode == 0, result.stderr
+    assert "Token counts: exact (the tokenizer of tiny-moe.gguf)" in result.stderr
+    assert "context 1024 (the server does not say" in result.stderr
+    assert "Once upon" in result.stdout

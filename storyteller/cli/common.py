@@ -45,7 +45,8 @@ def add_model_options(parser: argparse.ArgumentParser, *, required: bool, model_
 def start_model(services: Services, args: argparse.Namespace, **fields: Any) -> ModelInfo:
     """Connects to --server (and says on stderr what it supports), else loads --model with the load flags."""
     if args.server:
-        info = services.connect_server(args.server, args.server_key, args.server_tokenizer)
+        info = services.connect_server(args.server, args.server_key, tokenizer=args.server_tokenizer,
+                                       n_ctx=args.n_ctx)
         print("storyteller: " + services.describe_server().replace("**", "").replace("  \n", "\n  "), file=sys.stderr)
     else:
         settings = load_settings(services, args, **fields)

@@ -128,14 +128,17 @@ class Services:
         """LoadSettings for a new load: what is given (None = not given), else the defaults for new loads."""
         return new_load_settings(self.settings, model_path, **given)
 
-    def connect_server(self, url: str, key: str | None = None, tokenizer: str | None = None) -> ModelInfo:
+    def connect_server(self, url: str, key: str | None = None, *, tokenizer: str | None = None,
+                       n_ctx: int | None = None) -> ModelInfo:
         """Runs models on the server at `url` from now on (llama-server, another Storyteller, OpenAI-compatible);
-        `tokenizer`: the model's GGUF, for exact token counts where the server has no tokenizer endpoint."""
-        return connect_server(self.ctx, url, key, tokenizer)
+        `tokenizer`: the model's GGUF, for exact token counts where the server has no tokenizer endpoint;
+        `n_ctx`: the context size where the server does not say it."""
+        return connect_server(self.ctx, url, key, tokenizer=tokenizer, n_ctx=n_ctx)
 
-    def check_server(self, url: str, key: str | None = None, tokenizer: str | None = None) -> str:
+    def check_server(self, url: str, key: str | None = None, *, tokenizer: str | None = None,
+                     n_ctx: int | None = None) -> str:
         """Whether the server at `url` can be used, and what it supports (Markdown); raises ServerError."""
-        return check_server(self.ctx, url, key, tokenizer)
+        return check_server(self.ctx, url, key, tokenizer=tokenizer, n_ctx=n_ctx)
 
     def use_this_pc(self) -> None:
         """Runs models in this app again (after a server)."""

@@ -73,9 +73,9 @@ def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 
 class _ListsOneModel(BaseHTTPRequestHandler):
-    """An OpenAI-compatible server's /v1/models (no /props, no /tokenize), naming `model_id`."""
+    """An OpenAI-compatible server's /v1/models (no /props, no /tokenize): one model, `model` its entry."""
 
-    model_id = ""
+    model: dict = {}
 
     def log_message(self, *args) -> None:
         pass
@@ -84,15 +84,31 @@ class _ListsOneModel(BaseHTTPRequestHandler):
         if self.path != "/v1/models":
             self.send_error(404)
             return
-        data = json.dumps({"object": "list", "data": [{"id": self.model_id, "object": "model"}]}).encode()
+        data = json.dumps({"object": "list", "data": [self.model]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
+    def do_POST(self) -> None:
+        """/v1/completions: "Once upon", streamed, whatever was asked."""
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path != "/v1/completions":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        for text, finish in (("Once", None), (" upon", "stop")):
+            event = {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+
 
 @contextmanager
-def openai_server_listing(model_id: str) -> Iterator[str]:
-    with _serving(type("ListsThisModel", (_ListsOneModel,), {"model_id": model_id})) as url:
+def openai_server_listing(model_id: str, **fields) -> Iterator[str]:
+    """A server whose /v1/models lists `model_id` with `fields` (vLLM's max_model_len, llama-server's meta)."""
+    model = {"id": model_id, "object": "model", **fields}
+    with _serving(type("ListsThisModel", (_ListsOneModel,), {"model": model})) as url:
         yield url

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.engine import EngineError, LoadSettings, ModelInfo
@@ -17,32 +19,39 @@ class ServerError(UserError):
     """A server that cannot be reached or is not one we can use; the message says which and why."""
 
 
-def connect_server(ctx: AppContext, url: str, key: str | None = None, tokenizer: str | None = None) -> ModelInfo:
+def connect_server(ctx: AppContext, url: str, key: str | None = None, *, tokenizer: str | None = None,
+                   n_ctx: int | None = None) -> ModelInfo:
     """Connects to the model server at `url`; from then on the app's engine is that server's (the local model
     ends). `tokenizer`: the model's GGUF, for exact counts where the server has no tokenizer (else one from the
-    library whose name matches the server's model). What was loaded before stays loaded when the server cannot
-    be used."""
-    engine, info = _connect(ctx, url, key, tokenizer)
+    library whose name matches the server's model); `n_ctx`: the context size where the server does not say it.
+    What was loaded before stays loaded when the server cannot be used."""
+    engine, info = _connect(ctx, url, key, tokenizer, n_ctx)
     ctx.engine.unload()
     ctx.engine, ctx.server_url = engine, url.strip()
     return info
 
 
-def check_server(ctx: AppContext, url: str, key: str | None = None, tokenizer: str | None = None) -> str:
+def check_server(ctx: AppContext, url: str, key: str | None = None, *, tokenizer: str | None = None,
+                 n_ctx: int | None = None) -> str:
     """Connects to `url` without using it, and says what it supports (the Models tab's Test connection)."""
-    engine, info = _connect(ctx, url, key, tokenizer)
+    engine, info = _connect(ctx, url, key, tokenizer, n_ctx)
     try:
         return describe_server(info, engine)
     finally:
         engine.unload()
 
 
-def _connect(ctx: AppContext, url: str, key: str | None, tokenizer: str | None) -> tuple[Engine, ModelInfo]:
+def _connect(ctx: AppContext, url: str, key: str | None, tokenizer: str | None,
+             n_ctx: int | None) -> tuple[Engine, ModelInfo]:
     if not url.strip():
         raise ServerError("give the server's address, e.g. http://192.168.1.20:8080")
     try:
+        settings = LoadSettings(model_path=url.strip(), **({"n_ctx": n_ctx} if n_ctx else {}))
+    except ValidationError as exc:
+        raise ServerError(f"context size: {exc.errors()[0]['msg']}") from None
+    try:
         engine = remote_engine(url, key or None, log_dir=str(ctx.data_dir / "logs"))
-        info = engine.load(LoadSettings(model_path=url.strip()))
+        info = engine.load(settings)
     except EngineError as exc:
         raise ServerError(str(exc)) from None
     if isinstance(engine, OpenAiCompatibleEngine):
@@ -84,7 +93,10 @@ def describe_server(info: ModelInfo, engine: Engine) -> str:
     """What a connected server runs and supports (Markdown lines)."""
     capabilities = engine.capabilities
     tokenizer = engine.tokenizer if isinstance(engine, OpenAiCompatibleEngine) else None
-    lines = [f"**{info.server}**: {info.path.replace(chr(92), '/').rsplit('/', 1)[-1]} · context {info.n_ctx}"]
+    context = f"context {info.n_ctx}"
+    if isinstance(engine, OpenAiCompatibleEngine) and not engine.context_from_server:
+        context += " (the server does not say its context size: the one given here)"
+    lines = [f"**{info.server}**: {info.path.replace(chr(92), '/').rsplit('/', 1)[-1]} · {context}"]
     if tokenizer is not None:
         counts = f"exact (the tokenizer of {tokenizer.name})"
     elif capabilities.tokenizer:

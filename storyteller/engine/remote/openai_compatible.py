@@ -54,6 +54,7 @@ class OpenAiCompatibleEngine:
         self.server = ServerConnection(url, key)
         self.log_dir = log_dir or tempfile.gettempdir()
         self.tokenizer: GgufTokenizer | None = None
+        self.context_from_server = False  # else the context size is the one `load` was given
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._info: ModelInfo | None = None
@@ -84,8 +85,9 @@ class OpenAiCompatibleEngine:
             raise EngineError(f"{self.server.url} lists no model (/v1/models)")
         model = data[0]
         meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
-        n_ctx = int(meta.get("n_ctx") or model.get("max_model_len") or model.get("context_length")
-                    or meta.get("n_ctx_train") or settings.n_ctx)
+        said = meta.get("n_ctx") or model.get("max_model_len") or model.get("context_length") or meta.get("n_ctx_train")
+        self.context_from_server = bool(said)
+        n_ctx = int(said or settings.n_ctx)
         self._model_id = str(model.get("id") or "")
         self._info = ModelInfo(
             path=self._model_id, architecture="", n_ctx=n_ctx, n_ctx_train=int(meta.get("n_ctx_train") or 0),

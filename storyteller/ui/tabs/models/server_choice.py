@@ -33,28 +33,32 @@ def build(services: Services) -> tuple[gr.Radio, gr.Column, gr.Markdown, Depende
             url = gr.Textbox(label="Server address", placeholder="http://192.168.1.20:8080", scale=3,
                              elem_id="server-url")
             key = gr.Textbox(label="Key (optional)", type="password", scale=2, elem_id="server-key")
-        tokenizer = gr.Textbox(label="Model's GGUF for exact token counts (optional; servers without a tokenizer)",
-                               placeholder="/path/to/model.gguf", elem_id="server-tokenizer")
+        with gr.Row():
+            tokenizer = gr.Textbox(label="Model's GGUF for exact token counts (optional; servers without a tokenizer)",
+                                   placeholder="/path/to/model.gguf", scale=3, elem_id="server-tokenizer")
+            n_ctx = gr.Number(label="Context size, if the server does not say", value=None, precision=0, minimum=256,
+                              scale=2, elem_id="server-n-ctx")
         with gr.Row():
             test_btn = gr.Button("Test connection", elem_id="server-test")
             connect_btn = gr.Button("Connect", variant="primary", elem_id="server-connect")
         status = gr.Markdown(services.describe_server(), elem_id="server-status")
 
-    def on_test(address: str, secret: str, gguf: str) -> str:
+    def on_test(address: str, secret: str, gguf: str, context: float | None) -> str:
         try:
-            return "Reachable. " + services.check_server(address, secret or None, gguf or None)
+            return "Reachable. " + services.check_server(address, secret or None, tokenizer=gguf or None,
+                                                         n_ctx=int(context) if context else None)
         except USER_ERRORS as exc:
             return f"**{escape_markdown(str(exc))}**"
 
-    def on_connect(address: str, secret: str, gguf: str) -> str:
+    def on_connect(address: str, secret: str, gguf: str, context: float | None) -> str:
         try:
-            services.connect_server(address, secret or None, gguf or None)
+            services.connect_server(address, secret or None, tokenizer=gguf or None, n_ctx=int(context) if context else None)
         except USER_ERRORS as exc:
             return f"**{escape_markdown(str(exc))}**"
         return "Connected: replies now come from this server.  \n" + services.describe_server()
 
-    test_btn.click(on_test, [url, key, tokenizer], status)
-    connected = connect_btn.click(on_connect, [url, key, tokenizer], status, concurrency_id="engine")
+    test_btn.click(on_test, [url, key, tokenizer, n_ctx], status)
+    connected = connect_btn.click(on_connect, [url, key, tokenizer, n_ctx], status, concurrency_id="engine")
     return where, form, status, connected
 
 
