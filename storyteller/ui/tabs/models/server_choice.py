@@ -36,7 +36,7 @@ def build(services: Services) -> tuple[gr.Radio, gr.Column, gr.Markdown, Depende
         with gr.Row():
             tokenizer = gr.Textbox(label="Model's GGUF for exact token counts (optional; servers without a tokenizer)",
                                    placeholder="/path/to/model.gguf", scale=3, elem_id="server-tokenizer")
-            n_ctx = gr.Number(label="Context size, if the server does not say", value=None, precision=0, minimum=256,
+            n_ctx = gr.Number(label="Context size, if the server does not say", value=4096, precision=0,
                               scale=2, elem_id="server-n-ctx")
         with gr.Row():
             test_btn = gr.Button("Test connection", elem_id="server-test")
