@@ -14,7 +14,7 @@ from storyteller.engine.remote import LlamaServerEngine, OpenAiCompatibleEngine,
 from storyteller.engine.remote.http import ServerGone
 from tests.support.app_runner import running_app
 from tests.support.browser import bot_text, open_tab, send, wait_for_reply
-from tests.support.llama_servers import server_that_goes_away
+from tests.support.llama_servers import openai_server_listing, server_that_goes_away
 from tests.support.paths import SCREENSHOTS
 
 pytestmark = pytest.mark.server
@@ -145,7 +145,7 @@ def test_a_server_that_goes_away_raises_server_gone():
 
 
 @pytest.mark.browser
-def test_the_models_tab_connects_to_a_server_and_chats_through_it(server, open_page, storyteller_api):
+def test_the_models_tab_connects_to_a_server_and_chats_through_it(server, open_page, storyteller_api, tiny_model):
     page = open_page(server, tab="Models")
     page.get_by_label("A server").check()
     page.locator("#server-url textarea, #server-url input").first.fill(storyteller_api)
@@ -170,6 +170,14 @@ def test_the_models_tab_connects_to_a_server_and_chats_through_it(server, open_p
     open_tab(page, "Models")
     page.get_by_label("This PC").check()
     page.locator("#models-this-pc").wait_for(state="visible", timeout=30_000)
+    page.get_by_label("A server").check()
+    with openai_server_listing("a-model-not-in-the-library") as url:
+        page.locator("#server-url textarea, #server-url input").first.fill(url)
+        page.locator("#server-tokenizer textarea, #server-tokenizer input").first.fill(str(tiny_model))
+        page.get_by_role("button", name="Test connection").click()
+        page.get_by_text("exact (the tokenizer of tiny-moe.gguf)").wait_for(timeout=30_000)
+        assert "context 4096 (the server does not say" in page.locator("#server-status").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "server-form-tokenizer.png"), full_page=True)
 
 
 def test_a_server_that_wants_a_key_gets_it_from_server_key(cli, tiny_model, tmp_path):
