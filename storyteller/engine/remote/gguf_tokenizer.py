@@ -26,8 +26,8 @@ class GgufTokenizer:
         self._lock = threading.Lock()
         self._conn, child = context.Pipe()
         lifeline_read, self._lifeline = context.Pipe(duplex=False)
-        self._process = context.Process(target=tokenizer_main, args=(child, lifeline_read, str(self.log_path), self.path),
-                                        name="storyteller-tokenizer", daemon=True)
+        self._process = context.Process(target=tokenizer_main, name="storyteller-tokenizer", daemon=True,
+                                        args=(child, lifeline_read, str(self.log_path), self.path))
         self._process.start()
         child.close()
         lifeline_read.close()

@@ -52,7 +52,8 @@ def build(services: Services) -> tuple[gr.Radio, gr.Column, gr.Markdown, Depende
 
     def on_connect(address: str, secret: str, gguf: str, context: float | None) -> str:
         try:
-            services.connect_server(address, secret or None, tokenizer=gguf or None, n_ctx=int(context) if context else None)
+            services.connect_server(address, secret or None, tokenizer=gguf or None,
+                                    n_ctx=int(context) if context else None)
         except USER_ERRORS as exc:
             return f"**{escape_markdown(str(exc))}**"
         return "Connected: replies now come from this server.  \n" + services.describe_server()
