@@ -12,7 +12,7 @@ import pytest
 
 from storyteller.engine import GenerateRequest, LoadSettings, LocalEngine, SamplerSettings, Segment, TextChunk
 from storyteller.engine.kernel_check import KernelVerdicts
-from storyteller.engine.remote import LlamaServerEngine, remote_engine
+from storyteller.engine.remote import LlamaServerEngine, OpenAiCompatibleEngine, remote_engine
 from storyteller.engine.remote.launch import needs_no_repack, running_llama_server, running_rpc_server
 
 # The first test that starts a server may build the binaries (about 5-20 minutes on 2 cores).
@@ -62,6 +62,19 @@ def test_llama_server_is_found_with_its_context_and_without_banned_strings(remot
 
 def test_token_counts_are_the_local_engines(remote, tiny_engine):
     assert remote.tokenize(SEGMENTS) == tiny_engine.tokenize(SEGMENTS)
+
+
+def test_through_v1_only_the_models_gguf_counts_as_the_local_engine(server_url, tiny_model, tiny_engine, tmp_path):
+    engine = OpenAiCompatibleEngine(server_url, log_dir=str(tmp_path))
+    info = engine.load(LoadSettings(model_path=server_url))
+    try:
+        assert info.n_ctx == 2048 and engine.context_from_server  # /v1/models' meta.n_ctx (its --ctx-size)
+        engine.use_tokenizer(str(tiny_model))
+        assert engine.tokenize(SEGMENTS) == tiny_engine.tokenize(SEGMENTS)
+        done = list(engine.generate(GenerateRequest(prompt=SEGMENTS, sampler=GREEDY, max_tokens=4)))[-1]
+        assert done.text and done.stats.prompt_tokens > 0
+    finally:
+        engine.unload()
 
 
 def test_greedy_text_is_the_local_engines(remote, tiny_engine):
