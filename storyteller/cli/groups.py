@@ -178,12 +178,12 @@ def run_group_chat(services: Services, args: argparse.Namespace, options: ReplyO
         messages = [] if args.turns else [line.rstrip("\n") for line in sys.stdin]
     for message in messages:
         if message.strip():
-            _print_replies(groups.send(chat.id, message, speaker, options), chat.id, args.json)
+            _print_replies(groups.send(chat.id, message, speaker, options), chat.id, args.json, services)
     if args.turns:
-        _print_replies(groups.talk(chat.id, args.turns, options), chat.id, args.json)
+        _print_replies(groups.talk(chat.id, args.turns, options), chat.id, args.json, services)
 
 
-def _print_replies(events, chat_id: str, as_json: bool) -> None:
+def _print_replies(events, chat_id: str, as_json: bool, services: Services) -> None:
     speaker = None
     for event in events:
         if isinstance(event, SpeakerChosen):
@@ -197,3 +197,5 @@ def _print_replies(events, chat_id: str, as_json: bool) -> None:
                       flush=True)
             else:
                 print(f"{speaker}: {event.text.strip()}", flush=True)
+            # Between member turns, as `storyteller chat` does: the summary of what the next trim drops.
+            services.memory.after_reply(chat_id)

@@ -3,7 +3,7 @@ summary written after a reply (at once for the CLI, on a thread for the UI)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from storyteller.core.cards.character_context import character_context
 from storyteller.core.chat.chat_prompt import chat_macros
@@ -12,6 +12,7 @@ from storyteller.core.chat.memory import MemoryView, SummaryError
 from storyteller.core.chat.summary_writer import PromptSize, SummaryContext
 from storyteller.core.context import AppContext
 from storyteller.core.models.completion import loaded_model
+from storyteller.storage.groups import GroupRepository
 from storyteller.storage.summaries import SummaryRow
 
 
@@ -38,6 +39,7 @@ class MemoryService:
         self.chats = chats
         self.memory = chats.prompts.memory
         self.writer = chats.summaries
+        self.groups = GroupRepository(ctx.db)
 
     def view(self, chat_id: str) -> MemoryView:
         return self.memory.view(self.chats.chat(chat_id))
@@ -93,6 +95,9 @@ class MemoryService:
         info = loaded_model(self.ctx.engine, ChatError)
         chat = self.chats.chat(chat_id)
         character = character_context(self.ctx, chat.character_id, chat.persona_id)
+        group = self.groups.group_of(chat_id)
+        if group is not None:  # {{char}} in the instruction: the whole group ("Ann, Bob and Cy")
+            character = replace(character, char_name=_names([m.name for m in group.members]))
         context = SummaryContext(self.chats.template(chat, info), character.char_name, character.user_name,
                                  chat_macros(chat, character))
         return self.writer.write(chat, through, context, info.n_ctx)
@@ -104,3 +109,7 @@ class MemoryService:
         last = self.chats.repo.get_message(self.chats.chat(chat_id).leaf_id)
         reply = last.meta.get("stats", {}).get("generated_tokens", 0) if last else 0
         return PromptSize(report.total_tokens + reply, report.n_ctx - report.reserve)
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"

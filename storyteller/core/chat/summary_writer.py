@@ -199,7 +199,11 @@ class SummaryWriter:
 
 
 def _line(message: MessageRow, context: SummaryContext) -> str:
-    name = context.user_name if message.role == "user" else context.char_name
+    """`Name: text`; a group chat's reply carries its own speaker's name."""
+    if message.role == "user":
+        name = context.user_name
+    else:
+        name = message.meta.get("speaker_name") or context.char_name
     return f"{name}: {message.content.strip()}"
 
 
