@@ -58,6 +58,14 @@ def streaming_rows(r) -> list[Row]:
     return rows
 
 
+def group_chat_rows(r) -> list[Row]:
+    join, swap = (next(m for m in r if m["mode"] == mode) for mode in ("join", "swap"))
+    return [(f"prompt tokens evaluated per member turn after the first round, 3-member group, {join['turns']} turns: "
+             "all cards in the prefix (join) vs the speaker's only (swap)", str(join["evaluated_mean_after_first_round"]),
+             str(swap["evaluated_mean_after_first_round"]),
+             _x(join["evaluated_mean_after_first_round"] / swap["evaluated_mean_after_first_round"]))]
+
+
 BENCHES = [
     Bench("generation_speed", lambda tiny: ["--tokens", "128", "--rounds", "3"], lambda r: [
         ("generation, engine vs plain llama-cpp-python", f"{r['storyteller_tps']} tok/s",
@@ -87,6 +95,7 @@ BENCHES = [
     Bench("router_capture", lambda tiny: ["--model", tiny, "--tokens", "64", "--rounds", "3"], lambda r: [
         ("generation, router capture on vs off (tiny MoE)", f"{r['gen_tps_on']} tok/s", f"{r['gen_tps_off']} tok/s",
          _x(r["gen_tps_on"] / r["gen_tps_off"]))]),
+    Bench("group_chat", lambda tiny: ["--model", tiny, "--turns", "12", "--n-ctx", "2048"], group_chat_rows),
     Bench("extra_buffers", lambda tiny: ["--rounds", "1", "--prompt-tokens", "256", "--tokens", "64"], lambda r: [
         ("prompt, extra CPU buffer types on vs off", f"{r['prompt_tps_on']} tok/s", f"{r['prompt_tps_off']} tok/s",
          _x(r["prompt_ratio"]) if r["prompt_ratio"] else r["crash"] or "–")]),
