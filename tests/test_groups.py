@@ -172,3 +172,19 @@ def test_impersonation_writes_the_users_turn_without_a_speaker_instruction(scrip
     assert finished and finished[0].message_id is None and "[Write the next reply only as" not in text
     assert {"\nAnn:", "\nBob:", "\nCy:"} <= set(engine.requests[-1].stop)
     assert len(scripted_services.chats.view(chat.id).messages) == 1  # nothing saved
+
+
+def test_last_prompt_is_kept_per_speaker(scripted_services, trio):
+    groups = scripted_services.groups
+    chat = groups.new_chat(trio.id)
+    list(groups.send(chat.id, "Hello everyone"))
+    ann, bob, cy = trio.members
+    members, last = groups.prompted_members(chat.id)
+    assert [m.name for m in members] == ["Ann", "Bob", "Cy"] and last == cy.id
+    assert groups.speaker_prompt(chat.id, ann.id).text.endswith("Ann:")
+    assert groups.speaker_prompt(chat.id, bob.id).text.endswith("Bob:")
+    assert groups.speaker_prompt(chat.id, cy.id) is scripted_services.chats.last_prompts[chat.id]
+    list(groups.send(chat.id, "", speaker=bob.id))  # Bob's newer prompt replaces his own only
+    assert groups.prompted_members(chat.id)[1] == bob.id
+    assert "Cy:" in groups.speaker_prompt(chat.id, bob.id).text
+    assert groups.speaker_prompt(chat.id, ann.id).text.endswith("Ann:")

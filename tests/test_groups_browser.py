@@ -74,6 +74,19 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "group-chat.png"), full_page=True)
 
+        # "Last prompt" per speaker: the pick shows the last speaker's (Cy) and each other member's.
+        page.get_by_text("Last prompt").click()
+        page.wait_for_selector("#prompt-speaker", state="visible", timeout=20_000)
+        assert page.locator("#prompt-speaker input").input_value() == "Cy"
+        prompt_end = "() => document.querySelector('#prompt-text .cm-content')?.innerText.trimEnd().endsWith('{}:')"
+        page.wait_for_function(prompt_end.format("Cy"), timeout=20_000)
+        page.locator("#prompt-speaker input").click()
+        page.get_by_role("option", name="Ann").click()
+        page.wait_for_function(prompt_end.format("Ann"), timeout=20_000)
+        page.locator("#prompt-speaker").scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / "group-last-prompt-per-speaker.png"), full_page=True)
+        page.get_by_text("Last prompt").click()
+
         # Mute Cy mid-chat: the row greys Cy out, and Cy says nothing in the next turns.
         cy_lines = chat_text(page).count("Cy:")
         page.get_by_text("Members of the open chat's group").click()

@@ -17,6 +17,7 @@ from pathlib import Path
 from storyteller.core.cards.character_context import character_context
 from storyteller.core.cards.characters import CharacterLibrary
 from storyteller.core.cards.macros import MacroContext, substitute
+from storyteller.core.chat.chat_prompt import PromptReport
 from storyteller.core.chat.chats import MAX_MESSAGE_CHARS, NO_OPTIONS, ChatError, ChatService, ReplyOptions
 from storyteller.core.chat.group_prompt import for_speaker, member_context, named_history, speaker_context
 from storyteller.core.chat.replies import ChatEvent, ReplyFinished, ReplyStarted
@@ -44,6 +45,8 @@ class GroupChats:
         self.chats = chats
         self.repo = GroupRepository(ctx.db)
         self.characters = CharacterRepository(ctx.db)
+        # chat id → member id → the last prompt that member's reply had ("Last prompt" per speaker)
+        self.speaker_prompts: dict[str, dict[int, PromptReport]] = {}
 
     # --- groups ---------------------------------------------------------------------------------
 
@@ -78,6 +81,7 @@ class GroupChats:
         """The group and its chats."""
         for chat_id in self.repo.chat_ids(group_id):
             self.chats.delete_chat(chat_id)
+            self.speaker_prompts.pop(chat_id, None)
         self.repo.delete(group_id)
 
     def configure(self, group_id: int, *, strategy: str | None = None, prompt_mode: str | None = None,
@@ -161,6 +165,16 @@ class GroupChats:
         branch = self.chats.branch(chat_id, message_id)
         self.repo.link_chat(branch.id, group.id)
         return branch
+
+    def prompted_members(self, chat_id: str) -> tuple[list[MemberRow], int | None]:
+        """The members whose last prompt is kept, in the group's order, and the one who spoke last."""
+        kept = self.speaker_prompts.get(chat_id, {})
+        latest = self.chats.last_prompts.get(chat_id)
+        last = next((member_id for member_id, report in kept.items() if report is latest), None)
+        return [m for m in self.group_of(chat_id).members if m.id in kept], last
+
+    def speaker_prompt(self, chat_id: str, member_id: int) -> PromptReport | None:
+        return self.speaker_prompts.get(chat_id, {}).get(member_id)
 
     # --- who speaks ----------------------------------------------------------------------------
 
@@ -262,6 +276,8 @@ class GroupChats:
             # The reply goes back in as `Name: text` (re-tokenized), after the speaker instruction has left.
             again = done.stats.generated_tokens if done is not None and role == "assistant" else report.next_turn
             self.chats.last_prompts[chat_id] = replace(report, next_turn=again)
+            if role == "assistant":
+                self.speaker_prompts.setdefault(chat_id, {})[member.id] = self.chats.last_prompts[chat_id]
 
         if role == "assistant":
             yield SpeakerChosen(member.id, member.name)

@@ -94,6 +94,9 @@ class ChatPage:
                 self.branch_btn = gr.Button("Branch from here", elem_id="branch")
                 self.delete_msg_btn = gr.Button("Delete message", variant="stop", elem_id="delete-message")
         with gr.Accordion("Last prompt", open=False):
+            # A group chat keeps each member's last prompt: the pick shows whose (and the context bar follows).
+            self.prompt_speaker = gr.Dropdown([], label="Speaker", visible=False, interactive=True,
+                                              elem_id="prompt-speaker")
             self.prompt_parts = gr.Markdown("", elem_id="prompt-parts")
             self.prompt_text = gr.Code(label="Exact prompt", language=None, lines=12, elem_id="prompt-text")
 
@@ -131,4 +134,4 @@ class ChatPage:
 
     @property
     def prompt_outputs(self) -> list[Component]:
-        return [self.prompt_parts, self.prompt_text, self.context_bar]
+        return [self.prompt_speaker, self.prompt_parts, self.prompt_text, self.context_bar]

@@ -151,8 +151,21 @@ class ReplyStreams:
         return handler
 
     def last_prompt(self, current: str) -> dict:
-        """The "Last prompt" view and the context bar (page.prompt_outputs)."""
+        """The "Last prompt" view and the context bar (page.prompt_outputs); in a group chat, the speaker
+        pick lists the members with a kept prompt and shows the last speaker's."""
         report = self.chats.last_prompts.get(current) if current else None
+        speaker = gr.update(visible=False)
+        if report is not None and self.groups.is_group_chat(current):
+            members, last = self.groups.prompted_members(current)
+            speaker = gr.update(choices=[(m.name, m.id) for m in members], value=last, visible=True)
+        return {self.page.prompt_speaker: speaker, **self._prompt_view(report)}
+
+    def speaker_prompt(self, current: str, member_id: int | None) -> dict:
+        """The picked member's last prompt and context bar."""
+        report = self.groups.speaker_prompt(current, member_id) if current and member_id is not None else None
+        return self._prompt_view(report)
+
+    def _prompt_view(self, report) -> dict:
         p = self.page
         if report is None:
             return {p.prompt_parts: NO_PROMPT_YET, p.prompt_text: "", p.context_bar: ""}
@@ -195,5 +208,6 @@ class ReplyStreams:
         p.swipe_right.click(self.swipe(+1), p.stream_inputs, p.stream_outputs, concurrency_id="engine", **no_progress())
         # Stop must not wait in the engine's queue behind the reply it stops.
         p.stop_btn.click(lambda: self.engine.stop(), queue=False)
+        p.prompt_speaker.input(self.speaker_prompt, [p.chat_id, p.prompt_speaker], p.prompt_outputs[1:])
         p.reload_btn.click(self.on_reload, outputs=[p.stats, p.crash_box, p.reload_btn], concurrency_id="engine",
                            **no_progress())
