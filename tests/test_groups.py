@@ -188,3 +188,12 @@ def test_last_prompt_is_kept_per_speaker(scripted_services, trio):
     assert groups.prompted_members(chat.id)[1] == bob.id
     assert "Cy:" in groups.speaker_prompt(chat.id, bob.id).text
     assert groups.speaker_prompt(chat.id, ann.id).text.endswith("Ann:")
+
+
+def test_group_chats_are_listed_under_their_group_not_the_narrators(scripted_services, trio):
+    groups, chats = scripted_services.groups, scripted_services.chats
+    plain = chats.new_chat()
+    first, second = groups.new_chat(trio.id), groups.new_chat(trio.id)
+    assert {s.chat.id for s in groups.chat_summaries(trio.id)} == {first.id, second.id}
+    assert groups.grouped_chat_ids() == {first.id, second.id}
+    assert plain.id not in groups.grouped_chat_ids()

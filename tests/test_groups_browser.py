@@ -54,6 +54,14 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         page.wait_for_selector("#who-speaks", state="visible", timeout=20_000)
         names = [page.locator(f"#speaker-{i}").inner_text().strip() for i in range(3)]
         assert names == ["Ann", "Bob", "Cy"] and not page.locator("#speaker-3").is_visible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        # The chat is listed under its group in the chat picker, not under the narrator.
+        assert page.locator("#chat-character input").input_value() == "Crew (group of 3)"
+        page.locator("#chat-character input").click()
+        page.get_by_role("option", name="Crew (group of 3)").wait_for()
+        page.screenshot(path=str(SCREENSHOTS / "group-chat-picker.png"))
+        page.keyboard.press("Escape")
+        assert page.locator("#chat-character input").input_value() == "Crew (group of 3)"
         assert page.locator("#speaker-1 img").count() == 1  # the avatar
 
         set_max_tokens(page, 16)

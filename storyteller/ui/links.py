@@ -25,6 +25,7 @@ class ChatLink:
     heading: Callable[[str, str, list | None], dict]
     heading_inputs: list[Component]
     heading_outputs: list[Component]
+    picker_choices: Callable[[], list[tuple[str, str]]]  # the picker's choices now (characters, then groups)
 
 
 @dataclass(frozen=True)

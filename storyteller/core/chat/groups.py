@@ -25,7 +25,7 @@ from storyteller.core.chat.speakers import Candidate, Said, next_speakers, talka
 from storyteller.core.chat.turn import Turn
 from storyteller.core.context import AppContext
 from storyteller.storage.characters import CharacterRepository
-from storyteller.storage.chats import ChatRow, MessageRow
+from storyteller.storage.chats import ChatRow, ChatSummary, MessageRow
 from storyteller.storage.groups import PROMPT_MODES, STRATEGIES, GroupRepository, GroupRow, MemberRow, NewMember
 
 MAX_TALK_TURNS = 100
@@ -144,6 +144,15 @@ class GroupChats:
 
     def chat_ids(self, group_id: int) -> list[str]:
         return self.repo.chat_ids(group_id)
+
+    def chat_summaries(self, group_id: int) -> list[ChatSummary]:
+        """The group's chats, newest first, as the chat list shows them."""
+        ids = set(self.repo.chat_ids(group_id))
+        return [s for s in self.chats.list_chats(None) if s.chat.id in ids]
+
+    def grouped_chat_ids(self) -> set[str]:
+        """Every group's chats (the narrator's list leaves them out: they are listed under their group)."""
+        return {chat_id for group in self.repo.all() for chat_id in self.repo.chat_ids(group.id)}
 
     def title(self, chat_id: str) -> str:
         """The group and who is in it, as the chat's header names them: "Crew (Ann, Bob, Cy muted)"."""

@@ -22,7 +22,7 @@ from storyteller.ui.links import CharacterChatLink, ChatLink
 from storyteller.ui.safe_markdown import escape_markdown
 from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.background import BackgroundTask
-from storyteller.ui.widgets.choices import character_choices, persona_choices
+from storyteller.ui.widgets.choices import persona_choices
 from storyteller.ui.widgets.errors import USER_ERRORS
 from storyteller.ui.widgets.list_editor import ListEditor
 from storyteller.ui.widgets.lorebook_editor import build_lorebook_editor, split_list
@@ -306,7 +306,7 @@ def connect(services: Services, link: CharacterChatLink, chat: ChatLink, tabs: g
         known = persona_id not in (None, NO_PERSONA) and personas.get(persona_id) is not None
         created = services.chats.new_chat(character_id, persona_id if known else None)
         # The Chat tab's character list was made before this card came in: give it the current one.
-        picker = gr.update(choices=character_choices(services.characters), value=str(character_id))
+        picker = gr.update(choices=chat.picker_choices(), value=str(character_id))
         return {tabs: gr.Tabs(selected="chat"), **chat.open(created.id, str(character_id)), chat.character: picker}
 
     link.button.click(on_chat, link.inputs, [tabs, *chat.outputs])

@@ -43,4 +43,5 @@ def build(services: Services) -> ChatLink:
         heading=browser.header.draw,
         heading_inputs=[page.chat_id, page.character, page.heading],
         heading_outputs=page.heading_outputs,
+        picker_choices=browser.picker_choices,
     )

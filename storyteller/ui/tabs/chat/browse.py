@@ -11,16 +11,13 @@ from storyteller.core.services import Services
 from storyteller.ui.tabs.chat.page import DEFAULT_NOTE_DEPTH, ChatPage
 from storyteller.ui.tabs.chat.heading import ChatHeader
 from storyteller.ui.tabs.chat.render import chat_messages, swipe_label
-from storyteller.ui.widgets.choices import AUTO_CHOICE, character_choices, character_id, named_choices
+from storyteller.ui.widgets.choices import (AUTO_CHOICE, GROUP_PREFIX, character_choices, character_id,
+                                            group_choices, group_id, named_choices)
 from storyteller.ui.widgets.errors import USER_ERRORS, shown_as_warning, warns
 
 if TYPE_CHECKING:
     from storyteller.core.chat.chats import ChatView
     from storyteller.storage.chats import ChatRow
-
-
-def character_value(chat: ChatRow) -> str:
-    return str(chat.character_id) if chat.character_id is not None else ""
 
 
 class ChatBrowser:
@@ -29,14 +26,33 @@ class ChatBrowser:
     def __init__(self, services: Services, page: ChatPage):
         self.services = services
         self.chats = services.chats
+        self.groups = services.groups
         self.page = page
         self.header = ChatHeader(services, page)
 
     # --- drawing --------------------------------------------------------------------------------
 
     def chat_choices(self, character: str) -> list[tuple[str, str]]:
-        summaries = self.chats.list_chats(character_id(character), any_character=False)
+        """The picked character's chats, or the picked group's (group chats are listed under their group)."""
+        group = group_id(character)
+        if group is not None:
+            summaries = self.groups.chat_summaries(group)
+        else:
+            grouped = self.groups.grouped_chat_ids()
+            summaries = [s for s in self.chats.list_chats(character_id(character), any_character=False)
+                         if s.chat.id not in grouped]
         return [(f"{s.chat.title} · {s.message_count} messages", s.chat.id) for s in summaries]
+
+    def picker_choices(self) -> list[tuple[str, str]]:
+        """The narrator, every character, then every group."""
+        return character_choices(self.services.characters) + group_choices(self.groups.groups())
+
+    def picker_value(self, chat: ChatRow) -> str:
+        """What the picker shows for `chat`: its group, its character, or the narrator."""
+        group = self.groups.repo.group_of(chat.id)
+        if group is not None:
+            return f"{GROUP_PREFIX}{group.id}"
+        return str(chat.character_id) if chat.character_id is not None else ""
 
     def chat_list(self, current: str, character: str) -> dict:
         return {self.page.chat_list: gr.update(choices=self.chat_choices(character), value=current)}
@@ -88,7 +104,7 @@ class ChatBrowser:
         if current:
             self.chats.chat(current)  # deleted meanwhile → ChatError
             return current
-        return self.chats.new_chat(character_id(character)).id
+        return self._new_chat(character).id
 
     # --- opening chats (outputs: page.open_outputs, some with the character picker first) -------
 
@@ -98,7 +114,15 @@ class ChatBrowser:
 
     @warns
     def on_new_chat(self, character: str) -> dict:
-        return self.open(self.chats.new_chat(character_id(character)).id, character)
+        return self.open(self._new_chat(character).id, character)
+
+    def _new_chat(self, character: str) -> ChatRow:
+        """A new chat of the picked character, or of the picked group (opened by its first member's greeting)."""
+        group = group_id(character)
+        if group is None:
+            return self.chats.new_chat(character_id(character))
+        members = self.groups.group(group).members
+        return self.groups.new_chat(group, greeting_member=members[0].id if members else None)
 
     def on_pick(self, picked: str, character: str) -> dict:
         return self.open(picked or "", character)
@@ -111,15 +135,15 @@ class ChatBrowser:
             chat = recent[0].chat if recent else None
         current = chat.id if chat is not None else ""
         if chat is not None:
-            character = character_value(chat)
-        picker = gr.update(choices=character_choices(self.services.characters), value=character)
+            character = self.picker_value(chat)
+        picker = gr.update(choices=self.picker_choices(), value=character)
         return {self.page.character: picker, **self.open(current, character)}
 
     @warns
     def on_result(self, picked: str) -> dict:
         if not picked:
             return {}
-        character = character_value(self.chats.chat(picked))
+        character = self.picker_value(self.chats.chat(picked))
         return {self.page.character: character, **self.open(picked, character)}
 
     def on_search(self, words: str) -> dict:

@@ -103,7 +103,9 @@ class GroupHandlers:
             raise ChatError("pick a group first")
         group = self.groups.group(int(group_value))
         chat = self.groups.new_chat(group.id, greeting_member=int(opener) if opener else None)
-        return {self.page.character: "", **self.browser.open(chat.id, "")}
+        value = self.browser.picker_value(chat)  # its chats are listed under the group
+        return {self.page.character: gr.update(choices=self.browser.picker_choices(), value=value),
+                **self.browser.open(chat.id, value)}
 
     def draw_members(self, current: str) -> dict:
         """The open chat's group in the members section: who is muted, who may leave."""
@@ -131,7 +133,8 @@ class GroupHandlers:
         group = self.groups.create(name, [int(m) for m in members or []], strategy, prompt_mode,
                                    scenario=scenario or "")
         gr.Info(f"Group {group.name} created")
-        return {self.page.group_picker.group: gr.update(choices=self.group_choices(), value=str(group.id))}
+        return {self.page.group_picker.group: gr.update(choices=self.group_choices(), value=str(group.id)),
+                self.page.character: gr.update(choices=self.browser.picker_choices())}
 
     def member_speaks(self, index: int):
         """The handler of avatar button `index`: that member writes the next reply (after the box's message)."""
@@ -163,7 +166,7 @@ class GroupHandlers:
         picker.members_btn.click(self.on_members, [p.chat_id, *members],
                                  [*row.outputs, *members, *p.heading_outputs])
         picker.create_btn.click(self.on_create, [picker.name, picker.members, picker.strategy, picker.prompt_mode,
-                                                 picker.scenario], picker.group)
+                                                 picker.scenario], [picker.group, p.character])
         triggers = [(button.click, self.member_speaks(i), p.stream_inputs) for i, button in enumerate(row.buttons)]
         triggers.append((row.talk_btn.click, self.talk, [row.turns, *p.stream_inputs]))
         for trigger, handler, inputs in triggers:

@@ -27,7 +27,7 @@ class ChatPage:
                     self._conversation_column()
 
     def _chats_column(self, characters: list[Choice]) -> None:
-        self.character = gr.Dropdown(characters, value="", label="Character", elem_id="chat-character")
+        self.character = gr.Dropdown(characters, value="", label="Character or group", elem_id="chat-character")
         self.chat_list = gr.Dropdown([], label="Chats", elem_id="chat-list")
         self.new_chat_btn = gr.Button("New chat", elem_id="new-chat")
         with gr.Accordion("Chat settings", open=False):
