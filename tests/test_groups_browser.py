@@ -43,9 +43,10 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         page.goto(app.url)
         page.wait_for_selector("#chat-input textarea", timeout=60_000)
         assert not page.locator("#who-speaks").is_visible()
-        page.get_by_text("Group chats").click()
+        page.get_by_role("button", name="Group chats").click()
         page.locator("#group-picker input").click()
         page.get_by_role("option", name="Crew · 3 members").click()
+        page.wait_for_selector("#group-avatar img", state="visible", timeout=20_000)  # the members' collage
         page.locator("#new-group-chat").click()
         wait_for_text(page, "Welcome aboard, I am Ann.")
         assert "Ann:" in chat_text(page)
@@ -54,6 +55,7 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
         page.wait_for_selector("#who-speaks", state="visible", timeout=20_000)
         names = [page.locator(f"#speaker-{i}").inner_text().strip() for i in range(3)]
         assert names == ["Ann", "Bob", "Cy"] and not page.locator("#speaker-3").is_visible()
+        page.wait_for_selector("#chat-avatar img", state="visible", timeout=20_000)  # the header shows it too
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         # The chat is listed under its group in the chat picker, not under the narrator.
         assert page.locator("#chat-character input").input_value() == "Crew (group of 3)"

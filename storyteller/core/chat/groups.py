@@ -15,10 +15,11 @@ from datetime import datetime
 from pathlib import Path
 
 from storyteller.core.cards.character_context import character_context
-from storyteller.core.cards.characters import CharacterLibrary
+from storyteller.core.cards.characters import CharacterLibrary, media_store
 from storyteller.core.cards.macros import MacroContext, substitute
 from storyteller.core.chat.chat_prompt import PromptReport
 from storyteller.core.chat.chats import MAX_MESSAGE_CHARS, NO_OPTIONS, ChatError, ChatService, ReplyOptions
+from storyteller.core.chat.group_avatar import collage
 from storyteller.core.chat.group_prompt import for_speaker, member_context, named_history, speaker_context
 from storyteller.core.chat.replies import ChatEvent, ReplyFinished, ReplyStarted
 from storyteller.core.chat.speakers import Candidate, Said, next_speakers, talkativeness
@@ -168,6 +169,14 @@ class GroupChats:
             return None
         library = CharacterLibrary(self.ctx)
         return library.avatar_path(library.get(member.character_id))
+
+    def collage(self, group: GroupRow) -> Path | None:
+        """The group's avatar: its first four members' avatars in a grid (None when no member has one)."""
+        data = collage([p for p in (self.avatar(m) for m in group.members) if p is not None])
+        if data is None:
+            return None
+        store = media_store(self.ctx)
+        return store.path(store.put(data, "png"))  # stored by content: the same members give the same file
 
     def branch(self, chat_id: str, message_id: int) -> ChatRow:
         group = self.group_of(chat_id)

@@ -24,6 +24,8 @@ class GroupPicker:
     def __init__(self, characters: list[tuple[str, str]]):
         with gr.Accordion("Group chats", open=False, elem_id="group-chats") as self.accordion:
             self.group = gr.Dropdown([], label="Group", elem_id="group-picker")
+            self.collage = gr.Image(None, type="filepath", show_label=False, container=False, interactive=False,
+                                    buttons=[], visible=False, height=96, width=96, elem_id="group-avatar")
             self.opener = gr.Dropdown([], label="Opens with the greeting of", elem_id="group-opener")
             self.new_chat_btn = gr.Button("New group chat", elem_id="new-group-chat")
             with gr.Accordion("Members of the open chat's group", open=False):
@@ -95,7 +97,10 @@ class GroupHandlers:
         group = self.groups.group(int(group_value)) if group_value else None
         choices = [("nobody (no greeting)", "")] + [(m.name, str(m.id)) for m in group.members] if group else []
         first = str(group.members[0].id) if group and group.members else None
-        return {self.page.group_picker.opener: gr.update(choices=choices, value=first)}
+        collage = self.groups.collage(group) if group else None
+        return {self.page.group_picker.opener: gr.update(choices=choices, value=first),
+                self.page.group_picker.collage: gr.update(value=str(collage) if collage else None,
+                                                          visible=collage is not None)}
 
     @warns
     def on_new_chat(self, group_value: str, opener: str) -> dict:
@@ -161,7 +166,7 @@ class GroupHandlers:
         members = [picker.muted, picker.leaving, picker.joining]
         p.chat_id.change(self.draw_row, p.chat_id, row.outputs).then(self.draw_members, p.chat_id, members)
         picker.accordion.expand(self.refresh_groups, None, picker.group)
-        picker.group.change(self.on_group, picker.group, picker.opener)
+        picker.group.change(self.on_group, picker.group, [picker.opener, picker.collage])
         picker.new_chat_btn.click(self.on_new_chat, [picker.group, picker.opener], [p.character, *p.open_outputs])
         picker.members_btn.click(self.on_members, [p.chat_id, *members],
                                  [*row.outputs, *members, *p.heading_outputs])

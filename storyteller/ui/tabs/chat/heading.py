@@ -37,8 +37,12 @@ class ChatHeader:
         key = [heading.character_id, text, lines]
         if key == shown:
             return unchanged
+        avatar = self.avatar(heading.character_id)
+        if self.services.groups.is_group_chat(current):  # the group's collage of its members
+            collage = self.services.groups.collage(self.services.groups.group_of(current))
+            avatar = str(collage) if collage is not None else None
         return {
-            p.avatar: gr.update(value=self.avatar(heading.character_id), visible=heading.character_id is not None),
+            p.avatar: gr.update(value=avatar, visible=avatar is not None),
             p.chat_info: text,
             p.empty_state: gr.update(value="  \n".join(lines), visible=bool(lines)),
             p.heading: key,
