@@ -67,7 +67,7 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
                 if isinstance(e, ReplyFinished)][0]
         report = chats.last_prompts[chat.id]
         reply = chats.repo.get_message(done.message_id)
-        new = _after(report.prompt_ids, previous) if previous else None
+        new = tokens_after(report.prompt_ids, previous) if previous else None
         written = services.memory.after_reply(chat.id) is not None
         cost = TurnCost(turn, done.stats.prompt_tokens, done.stats.evaluated_tokens, new, done.trimmed_tokens,
                         done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written)
@@ -79,7 +79,7 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
     return run
 
 
-def _after(prompt: tuple[int, ...], run: tuple[int, ...]) -> int | None:
+def tokens_after(prompt: tuple[int, ...], run: tuple[int, ...]) -> int | None:
     """How many prompt tokens follow the last place the ids `run` are in it."""
     for end in range(len(prompt), len(run) - 1, -1):
         if tuple(prompt[end - len(run) : end]) == tuple(run):
