@@ -56,6 +56,8 @@ class StoryPrompts:
         total = self.count(segments)
         if total <= budget:
             return StoryPrompt(segments, 0, head if self.summary_text(summary) else None, 0)
+        if not path:
+            raise error(total)  # Memory alone is too long
         was_cut_at = _offset(path, start, chars)
         start, chars, segments, total = self._cut_more(path, build, summary, start, chars, budget, total)
         swapped_in = 0
