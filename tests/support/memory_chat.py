@@ -26,13 +26,15 @@ class TurnCost:
     restored: int
     summarized: int  # a new summary's tokens, on the trim turn that swapped it in
     summary_written: bool  # a summary was written after this turn's reply
+    reread: int = 0  # the prefix read again because a sliding window had lost it (the engine says so)
 
     @property
     def budget(self) -> float | None:
-        """The most this turn may evaluate: its new tokens (and a swapped-in summary's) plus 5 % / 10 %."""
+        """The most this turn may evaluate: its new tokens (and a swapped-in summary's, and a prefix a sliding
+        window lost) plus 5 % / 10 %."""
         if self.new is None:
             return None
-        return (self.summarized + self.new) * 1.05 if self.summarized else self.new * 1.1
+        return (self.summarized + self.reread + self.new) * 1.05 if self.summarized else self.new * 1.1
 
     @property
     def within_budget(self) -> bool:
@@ -70,7 +72,8 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
         new = tokens_after(report.prompt_ids, previous) if previous else None
         written = services.memory.after_reply(chat.id) is not None
         cost = TurnCost(turn, done.stats.prompt_tokens, done.stats.evaluated_tokens, new, done.trimmed_tokens,
-                        done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written)
+                        done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written,
+                        done.stats.window_reread_tokens)
         run.turns.append(cost)
         if on_turn is not None:
             on_turn(cost)
