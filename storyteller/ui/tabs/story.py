@@ -24,9 +24,9 @@ from storyteller.core.errors import UserError
 from storyteller.core.services import Services
 from storyteller.engine import EngineError
 from storyteller.ui.links import StoryLink
-from storyteller.ui.widgets.memory_panel import MemoryPanel
 from storyteller.ui.widgets.choices import DEFAULT_PRESET_CHOICE, named_choices
 from storyteller.ui.widgets.errors import shown_as_warning
+from storyteller.ui.widgets.memory_panel import MemoryPanel
 from storyteller.ui.widgets.progress import no_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 

@@ -19,10 +19,10 @@ from storyteller.ui.links import ChatLink
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.group_row import GroupHandlers
 from storyteller.ui.tabs.chat.messages import MessageActions
-from storyteller.ui.widgets.memory_panel import MemoryPanel
 from storyteller.ui.tabs.chat.page import ChatPage
 from storyteller.ui.tabs.chat.replies import ReplyStreams
 from storyteller.ui.widgets.choices import character_choices
+from storyteller.ui.widgets.memory_panel import MemoryPanel
 
 
 def build(services: Services) -> ChatLink:
