@@ -77,7 +77,7 @@ def run(model: str, n_ctx: int, reply_tokens: int) -> dict:
             chat_id, memory_run = run_memory_chat(
                 services, messages, reply_tokens,
                 on_turn=lambda t: print(f"turn {t.turn}: evaluated {t.evaluated} new {t.new} summarized {t.summarized} "
-                                        f"trimmed {t.trimmed} shifted {t.shifted}", file=sys.stderr, flush=True),
+                                        f"trimmed {t.trimmed} shifted {t.shifted} reread {t.reread}", file=sys.stderr, flush=True),
             )
             report = services.memory.report(chat_id)
             summaries = [{"covers": s.covered_messages, "text": s.text}
@@ -95,7 +95,7 @@ def run(model: str, n_ctx: int, reply_tokens: int) -> dict:
         "facts_in_summary": kept(report.text), "facts_total": len(FACTS),
         "answers": answers,
         "trim_turns": [{"turn": t.turn, "evaluated": t.evaluated, "summary_tokens": t.summarized, "new": t.new,
-                        "budget": round(t.budget, 1) if t.budget else None, "within": t.within_budget}
+                        "window_reread": t.reread, "budget": round(t.budget, 1) if t.budget else None, "within": t.within_budget}
                        for t in memory_run.trim_turns],
         "other_turns_over_budget": [t.turn for t in turns if not t.summarized and not t.within_budget],
         "other_turns_max_ratio": max((t.evaluated / t.new for t in turns if not t.summarized and t.new), default=None),

@@ -1,5 +1,6 @@
 """The Chat tab's "Story so far" panel in Chromium: the summary written after a reply, Summarise now with the
-tiny model, edit, Restore previous, Pause and Off, and the "lore in history" option, all kept across a reload."""
+tiny model, edit, Restore previous, Pause and Off, and the "lore in history" option, all kept across a reload;
+and the Story tab's, beside the story's own Memory."""
 
 from __future__ import annotations
 
@@ -28,8 +29,18 @@ def data_dir(tmp_path_factory):
         parent = repo.add_message(chat.id, parent, role, f"Message {turn}: the road to Veldrin is long.").id
         ids.append(parent)
     repo.update_chat(chat.id, leaf_id=parent, settings={"first_kept_message": ids[12]})
+    story = repo.create_chat("The lighthouse", mode="story", settings={"memory": MEMORY})
+    parent, ids = None, []
+    for part in range(12):
+        role = "user" if part % 2 == 0 else "assistant"
+        parent = repo.add_message(story.id, parent, role, f"Night {part}: Ilse counted the ships in the bay.\n").id
+        ids.append(parent)
+    repo.update_chat(story.id, leaf_id=parent, settings={"memory": MEMORY, "first_kept_message": ids[6]})
     ctx.close()
     return path
+
+
+MEMORY = "Ilse keeps the lighthouse on the northern cape."
 
 
 def status(page) -> str:
@@ -46,7 +57,7 @@ def test_story_so_far_controls(tiny_model, browser, data_dir):
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(app.url)
         page.wait_for_selector("#chat-input textarea", timeout=60_000)
-        page.get_by_text("Story so far").click()
+        page.locator("#memory-panel").get_by_text("Story so far").click()
         wait_status(page, "No summary in the prompt yet")
         # Messages left the context before the chat had a summary: the reply is followed by one, written on
         # a thread; the panel shows it when it is drawn again (here: closed and opened).
@@ -56,8 +67,8 @@ def test_story_so_far_controls(tiny_model, browser, data_dir):
         page.locator("#send").click()
         wait_for_reply(page)
         for _ in range(60):
-            page.get_by_text("Story so far").click()
-            page.get_by_text("Story so far").click()
+            page.locator("#memory-panel").get_by_text("Story so far").click()
+            page.locator("#memory-panel").get_by_text("Story so far").click()
             if "A newer one goes in at the next trim" in status(page):
                 break
             page.wait_for_timeout(1000)
@@ -90,10 +101,36 @@ def test_story_so_far_controls(tiny_model, browser, data_dir):
 
         page.reload()
         page.wait_for_selector("#chat-input textarea", timeout=60_000)
-        page.get_by_text("Story so far").click()
+        page.locator("#memory-panel").get_by_text("Story so far").click()
         wait_status(page, "Memory is off")
         assert page.locator("#lore-in-history input").is_checked()
         page.locator("#memory-state").get_by_text("On").click()
         wait_status(page, "written by the model")
         page.locator("#chat-side").screenshot(path=str(SCREENSHOTS / "memory-panel-on.png"))
+        page.close()
+
+
+def test_the_story_tab_has_the_same_summary_beside_its_memory(tiny_model, browser, data_dir):
+    with running_app(data_dir, "--model", str(tiny_model)) as app:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(app.url)
+        page.get_by_role("tab", name="Story", exact=True).click()
+        page.wait_for_function("m => document.querySelector('#story-memory textarea')?.value === m", arg=MEMORY,
+                               timeout=60_000)
+        page.locator("#story-memory-panel").get_by_text("Story so far").click()
+        status = "#story-memory-status"
+        page.wait_for_function("s => document.querySelector(s)?.innerText.includes('No summary in the prompt yet')",
+                               arg=status, timeout=60_000)
+        page.locator("#story-summarise-now").click()
+        page.wait_for_function("s => document.querySelector(s)?.innerText.includes('first 6 messages, written by the "
+                               "model')", arg=status, timeout=120_000)
+        assert page.locator("#story-summary-text textarea").input_value().strip()
+        assert page.locator("#story-memory textarea").input_value() == MEMORY  # beside Memory, never in it
+        page.locator("#story-summary-text textarea").fill("Ilse counted six nights of ships.")
+        page.locator("#story-save-summary").click()
+        page.wait_for_function("s => document.querySelector(s)?.innerText.includes('written by you')", arg=status,
+                               timeout=30_000)
+        assert not page.locator("#story-lore-in-history").is_visible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "story-memory-panel.png"), full_page=True)
         page.close()

@@ -233,3 +233,12 @@ def test_story_continuations_keep_their_router_capture_when_capture_is_on(tiny_c
     finally:
         tiny_services.experts.set_capture(False)
     assert RoutingRepository(tiny_ctx.db).captures([done.message_id])[done.message_id]
+
+
+def test_memory_longer_than_the_context_is_a_clear_error(scripted_stories, scripted_ctx):
+    story = scripted_stories.new_story()
+    n_ctx = scripted_ctx.engine.model_info.n_ctx
+    scripted_stories.update_settings(story.id, memory="The keeper's log. " * n_ctx, max_tokens=8)
+    for text in ("", "Night one."):
+        with pytest.raises(StoryError, match="more than the context holds"):
+            finish(scripted_stories.continue_story(story.id, text or None))

@@ -67,12 +67,12 @@ class Services:
 
     @cached_property
     def memory(self) -> MemoryService:
-        """The chats' story-so-far summaries."""
-        return MemoryService(self.ctx, self.chats)
+        """The chats' and the stories' story-so-far summaries."""
+        return MemoryService(self.ctx, self.chats, self.stories)
 
     @cached_property
     def stories(self) -> StoryService:
-        return StoryService(self.ctx)
+        return StoryService(self.ctx, self.chats.summaries)
 
     @cached_property
     def completions(self) -> Completions:

@@ -188,6 +188,9 @@ class GenerationStats:
     shifted_tokens: int = 0  # of the reused tokens, those moved into place by a context shift
     # Of the reused tokens, those restored from a KV snapshot on disk (the rest were in the context).
     restored_tokens: int = 0
+    # Of the evaluated tokens, a cached prefix read again because a sliding window had lost its cells
+    # (a changed block before shifted history: KvCache.make_room_before).
+    window_reread_tokens: int = 0
 
     def as_dict(self) -> dict:
         """The stats as `storyteller generate --json` prints them (a fixed set of keys)."""

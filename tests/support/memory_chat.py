@@ -26,13 +26,15 @@ class TurnCost:
     restored: int
     summarized: int  # a new summary's tokens, on the trim turn that swapped it in
     summary_written: bool  # a summary was written after this turn's reply
+    reread: int = 0  # the prefix read again because a sliding window had lost it (the engine says so)
 
     @property
     def budget(self) -> float | None:
-        """The most this turn may evaluate: its new tokens (and a swapped-in summary's) plus 5 % / 10 %."""
+        """The most this turn may evaluate: its new tokens (and a swapped-in summary's, and a prefix a sliding
+        window lost) plus 5 % / 10 %."""
         if self.new is None:
             return None
-        return (self.summarized + self.new) * 1.05 if self.summarized else self.new * 1.1
+        return (self.summarized + self.reread + self.new) * 1.05 if self.summarized else self.new * 1.1
 
     @property
     def within_budget(self) -> bool:
@@ -67,10 +69,11 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
                 if isinstance(e, ReplyFinished)][0]
         report = chats.last_prompts[chat.id]
         reply = chats.repo.get_message(done.message_id)
-        new = _after(report.prompt_ids, previous) if previous else None
+        new = tokens_after(report.prompt_ids, previous) if previous else None
         written = services.memory.after_reply(chat.id) is not None
         cost = TurnCost(turn, done.stats.prompt_tokens, done.stats.evaluated_tokens, new, done.trimmed_tokens,
-                        done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written)
+                        done.stats.shifted_tokens, done.stats.restored_tokens, report.summarized_tokens, written,
+                        done.stats.window_reread_tokens)
         run.turns.append(cost)
         if on_turn is not None:
             on_turn(cost)
@@ -79,7 +82,7 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
     return run
 
 
-def _after(prompt: tuple[int, ...], run: tuple[int, ...]) -> int | None:
+def tokens_after(prompt: tuple[int, ...], run: tuple[int, ...]) -> int | None:
     """How many prompt tokens follow the last place the ids `run` are in it."""
     for end in range(len(prompt), len(run) - 1, -1):
         if tuple(prompt[end - len(run) : end]) == tuple(run):

@@ -30,7 +30,12 @@ DEFAULT_PROMPTS = {
         "Summarise this story between {{user}} and {{char}} in at most {words} words. Keep every name, place, "
         "object and promise; leave out small talk.\n\n{previous}\n\n{passage}\n\nSummary:"
     ),
-    # How the summary appears in the chat's prompt.
+    # A story's (story mode): its text has no speakers.
+    "story_instruction": (
+        "Summarise this story in at most {words} words. Keep every name, place, object and promise.\n\n"
+        "{previous}\n\n{passage}\n\nSummary:"
+    ),
+    # How the summary appears in the chat's (and the story's) prompt.
     "insert": "[The story so far: {summary}]",
 }
 SUMMARY_WORDS = 120

@@ -1,14 +1,16 @@
-"""The story-so-far memory as the UI and the CLI use it: the chat's summary, its controls, and the
-summary written after a reply (at once for the CLI, on a thread for the UI)."""
+"""The story-so-far memory as the UI and the CLI use it: the chat's (or the story's) summary, its controls,
+and the summary written after a reply (at once for the CLI, on a thread for the UI)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 from storyteller.core.cards.character_context import character_context
+from storyteller.core.cards.macros import MacroContext
 from storyteller.core.chat.chat_prompt import chat_macros
 from storyteller.core.chat.chats import ChatError, ChatService
 from storyteller.core.chat.memory import MemoryView, SummaryError
+from storyteller.core.chat.stories import StoryService
 from storyteller.core.chat.summary_writer import PromptSize, SummaryContext
 from storyteller.core.context import AppContext
 from storyteller.core.models.completion import loaded_model
@@ -34,9 +36,10 @@ class SummaryReport:
 
 
 class MemoryService:
-    def __init__(self, ctx: AppContext, chats: ChatService):
+    def __init__(self, ctx: AppContext, chats: ChatService, stories: StoryService):
         self.ctx = ctx
         self.chats = chats
+        self.stories = stories
         self.memory = chats.prompts.memory
         self.writer = chats.summaries
         self.groups = GroupRepository(ctx.db)
@@ -94,15 +97,20 @@ class MemoryService:
     def _write(self, chat_id: str, through: int) -> SummaryRow | None:
         info = loaded_model(self.ctx.engine, ChatError)
         chat = self.chats.chat(chat_id)
-        character = character_context(self.ctx, chat.character_id, chat.persona_id)
-        group = self.groups.group_of(chat_id)
-        if group is not None:  # {{char}} in the instruction: the whole group ("Ann, Bob and Cy")
-            character = replace(character, char_name=_names([m.name for m in group.members]))
-        context = SummaryContext(self.chats.template(chat, info), character.char_name, character.user_name,
-                                 chat_macros(chat, character))
+        template = self.chats.template(chat, info)
+        if chat.mode == "story":  # the model's own prompt format, though the story itself has none
+            context = SummaryContext(template, "", "", MacroContext("", ""), "story_instruction", speakers=False)
+        else:
+            character = character_context(self.ctx, chat.character_id, chat.persona_id)
+            group = self.groups.group_of(chat_id)
+            if group is not None:  # {{char}} in the instruction: the whole group ("Ann, Bob and Cy")
+                character = replace(character, char_name=_names([m.name for m in group.members]))
+            context = SummaryContext(template, character.char_name, character.user_name, chat_macros(chat, character))
         return self.writer.write(chat, through, context, info.n_ctx)
 
     def _size(self, chat_id: str) -> PromptSize | None:
+        if chat_id in self.stories.last_sizes:
+            return self.stories.last_sizes[chat_id]
         report = self.chats.last_prompts.get(chat_id)
         if report is None:
             return None

@@ -11,7 +11,8 @@ last of them (a new root when even the first message changed). An edit is thus a
 rewrite: undo steps back over it like over a continuation, and the continuations before the edit
 keep their sampled token ids, so the KV cache still covers them.
 
-The prompt is content segments only (no instruct template): Memory, the lorebook entries that fire,
+The prompt is content segments only (no instruct template): Memory, the story-so-far summary (the
+model's, of the text that left the context: story_prompt.py), the lorebook entries that fire,
 then the document with the author's note inserted before its last few lines. Only the note moves
 from one continuation to the next, and only near the end, so the KV cache covers everything before
 it. A story longer than the context loses its oldest text in blocks (whole messages, or lines of a
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -37,9 +38,11 @@ from storyteller.core.context import AppContext
 from storyteller.core.errors import UserError
 from storyteller.core.lore.activation import activate
 from storyteller.core.presets.presets import PresetLibrary
-from storyteller.core.prompting.prompt import TRIM_SLACK
-from storyteller.core.prompting.token_count import estimate_tokens
-from storyteller.engine import Segment
+from storyteller.core.chat.memory import ChatMemory
+from storyteller.core.chat.story_prompt import StoryPrompt, StoryPrompts
+from storyteller.core.chat.summary_writer import PromptSize, SummaryWriter
+from storyteller.engine import Done, Segment
+from storyteller.storage.summaries import SummaryRow
 from storyteller.storage.chats import ChatRepository, ChatRow, ChatSummary, MessageRow
 
 DEFAULT_NOTE_LINES = 3
@@ -115,19 +118,27 @@ def note_offset(document: str, lines: int) -> int:
     return 0
 
 
+def story_head(memory: str, lore: list[str], summary: str = "") -> list[Segment]:
+    """What comes before the document: Memory, the story-so-far summary, fired lore."""
+    segments = []
+    if memory.strip():
+        segments.append(Segment(memory.strip() + "\n\n"))
+    if summary.strip():
+        segments.append(Segment(summary.strip() + "\n\n", "content"))
+    if lore:
+        segments.append(Segment("\n".join(entry.strip() for entry in lore) + "\n\n"))
+    return segments
+
+
 def story_segments(
-    memory: str, lore: list[str], pieces: list[DocumentPiece], author_note: str, note_lines: int
+    memory: str, lore: list[str], pieces: list[DocumentPiece], author_note: str, note_lines: int, summary: str = ""
 ) -> list[Segment]:
-    """The prompt: Memory, fired lore, then the document with the author's note before its last lines.
+    """The prompt: Memory, the summary, fired lore, then the document with the author's note before its last lines.
 
     The pieces before the note keep their token ids; the piece the note falls inside is split and
     sent as text.
     """
-    segments = []
-    if memory.strip():
-        segments.append(Segment(memory.strip() + "\n\n"))
-    if lore:
-        segments.append(Segment("\n".join(entry.strip() for entry in lore) + "\n\n"))
+    segments = story_head(memory, lore, summary)
     document = "".join(p.text for p in pieces)
     at = note_offset(document, note_lines) if author_note.strip() else None
     position = 0
@@ -158,10 +169,17 @@ def _note_segment(author_note: str, document: str, at: int) -> Segment:
 
 
 class StoryService:
-    def __init__(self, ctx: AppContext):
+    def __init__(self, ctx: AppContext, summaries: SummaryWriter | None = None):
+        """`summaries`: the chats' summary writer (services.memory's), so a continuation stops a summary
+        being written; without it a story's own memory (for tests and the sample)."""
         self.ctx = ctx
         self.repo = ChatRepository(ctx.db)
+        self.summaries = summaries
+        memory = summaries.memory if summaries else ChatMemory(ctx.db, ctx.settings, self.repo)
+        self.prompts = StoryPrompts(self.repo, memory, self._count)
         self.last_prompts: dict[str, str] = {}  # story id → the exact text of its last request
+        self.last_requests: dict[str, StoryPrompt] = {}
+        self.last_sizes: dict[str, PromptSize] = {}  # how near its cut the last request came
         # A page stores its text box on blur and on Generate, which can run at the same time: each
         # reads the document and then adds to it, so one waits for the other.
         self._writing = threading.Lock()
@@ -292,60 +310,43 @@ class StoryService:
         bound = library.find(story.preset_name) if story.preset_name else None
         sampling = turn.sampling(bound.preset if bound else library.preset_for(None), settings.max_tokens,
                                  max_tokens=settings.max_tokens, fresh_seed=fresh_seed)
-        segments, trimmed_tokens = self._prompt(story, path, settings, turn.model.n_ctx, sampling.max_tokens)
-        self.last_prompts[story.id] = "".join(s.text for s in segments)
-        yield from turn.write(turn.request(segments, sampling, trimmed_tokens=trimmed_tokens), story.id, parent_id)
+        if self.summaries is not None:
+            self.summaries.make_way()  # a summary being written between continuations never holds one up
+        prompt = self._prompt(story, path, settings, turn.model.n_ctx, sampling.max_tokens)
+        self.last_prompts[story.id] = "".join(s.text for s in prompt.segments)
+        self.last_requests[story.id] = prompt
+        request = turn.request(prompt.segments, sampling, trimmed_tokens=prompt.trimmed_tokens)
+        if prompt.history_segment is not None:
+            request = replace(request, generate=replace(request.generate, history_segment=prompt.history_segment))
+        budget = turn.model.n_ctx - min(sampling.max_tokens, turn.model.n_ctx // 2)
 
-    def _prompt(
-        self, story: ChatRow, path: list[MessageRow], settings: StorySettings, n_ctx: int, max_tokens: int
-    ) -> tuple[list[Segment], int]:
-        """The prompt's segments, and the tokens of old text that left the context in this request."""
+        def keep_size(done: Done | None) -> None:
+            if done is not None:
+                self.last_sizes[story.id] = PromptSize(len(done.prompt_token_ids) + done.stats.generated_tokens, budget)
+
+        yield from turn.write(request, story.id, parent_id, on_done=keep_size)
+
+    def _prompt(self, story: ChatRow, path: list[MessageRow], settings: StorySettings, n_ctx: int,
+                max_tokens: int) -> StoryPrompt:
         lore = self._lore(settings, [m.content for m in path])
         pieces = [DocumentPiece(m.content, m.token_ids) for m in path]
 
-        def build(start: int, chars: int) -> list[Segment]:
+        def build(summary: SummaryRow | None, start: int, chars: int) -> tuple[list[Segment], int]:
             kept = pieces[start:]
             if chars:
                 kept = [DocumentPiece(kept[0].text[chars:]), *kept[1:]]
-            return story_segments(settings.memory, lore, kept, settings.author_note, settings.note_lines)
+            text = self.prompts.summary_text(summary)
+            segments = story_segments(settings.memory, lore, kept, settings.author_note, settings.note_lines, text)
+            return segments, len(story_head(settings.memory, lore, text))
 
-        def offset(start: int, chars: int) -> int:
-            return sum(len(p.text) for p in pieces[:start]) + chars
-
-        budget = n_ctx - min(max_tokens, n_ctx // 2)
-        start, chars = self._cut(story, path)
-        segments = build(start, chars)
-        total = self._count(segments)
-        if total <= budget:
-            return segments, 0
-        # Over budget: cut more than needed, so the cut then stays put for several continuations.
-        target = budget * (1 - TRIM_SLACK)
-        was_cut_at = offset(start, chars)
-        while total > target and start < len(pieces) - 1:
-            start, chars = start + 1, 0
-            segments = build(start, chars)
-            total = self._count(segments)
-        while total > target and pieces and chars < len(pieces[start].text) - 1:
-            chars = _cut_inside(pieces[start].text, chars, 1 - target / total)
-            segments = build(start, chars)
-            total = self._count(segments)
-        if total > budget:
-            raise StoryError(
-                f"Memory, the lorebook entries and the author's note need {total} tokens, more than the context "
-                f"holds ({n_ctx}) with {max_tokens} kept for the continuation: shorten them, or load the model "
-                "with a larger context"
+        def too_long(total: int) -> StoryError:
+            return StoryError(
+                f"Memory, the summary, the lorebook entries and the author's note need {total} tokens, more than the "
+                f"context holds ({n_ctx}) with {max_tokens} kept for the continuation: shorten them, or load the "
+                "model with a larger context"
             )
-        self.repo.update_chat(story.id, settings={**story.settings, "trim": {"message": path[start].id, "chars": chars}})
-        document = "".join(p.text for p in pieces)
-        return segments, estimate_tokens(document[was_cut_at : offset(start, chars)])
 
-    def _cut(self, story: ChatRow, path: list[MessageRow]) -> tuple[int, int]:
-        """Where the previous request's cut was: (index of the first message kept, characters cut from it)."""
-        trim = story.settings.get("trim") or {}
-        for index, message in enumerate(path):
-            if message.id == trim.get("message"):
-                return index, min(int(trim.get("chars", 0)), len(message.content))
-        return 0, 0
+        return self.prompts.prompt(story, path, build, n_ctx - min(max_tokens, n_ctx // 2), too_long)
 
     def _lore(self, settings: StorySettings, texts: list[str]) -> list[str]:
         books = LorebookLibrary(self.ctx)
@@ -359,13 +360,3 @@ class StoryService:
 
     def _count(self, segments: list[Segment]) -> int:
         return len(self.ctx.engine.tokenize(segments))
-
-
-def _cut_inside(text: str, chars: int, share: float) -> int:
-    """Cuts at least `share` more of what is left of `text`, at the next line start (else the next space)."""
-    wanted = chars + max(1, int((len(text) - chars) * share))
-    for boundary in ("\n", " "):
-        found = text.find(boundary, wanted)
-        if found != -1 and found + 1 < len(text):
-            return found + 1
-    return min(wanted, len(text) - 1)

@@ -41,6 +41,8 @@ class SummaryContext:
     char_name: str
     user_name: str
     macros: MacroContext
+    instruction: str = "instruction"  # which of the memory's prompts asks for it ("story_instruction")
+    speakers: bool = True  # each message is a line after its speaker's name (a story's text is as written)
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class SummaryWriter:
         first_kept = _position(history, chat.settings.get("first_kept_message")) or 0
         covered = self._covered(chat, history)
         if size is not None and size.total_tokens > NEAR_TRIM * size.budget:
-            target = self._next_cut(history, first_kept, size)
+            target = self._next_cut(history, first_kept, size, whole_turns=chat.mode != "story")
         else:  # not near a trim: only a chat that lost messages before it had any summary needs one now
             target = first_kept if covered == 0 else 0
         return target if target > covered else 0
@@ -87,15 +89,16 @@ class SummaryWriter:
         first_kept = _position(history, chat.settings.get("first_kept_message")) or 0
         return first_kept if first_kept > self._covered(chat, history) else 0
 
-    def _next_cut(self, history: list[MessageRow], first_kept: int, size: PromptSize) -> int:
-        """Where a trim would cut now (the history grows until it does, so it cuts at least here)."""
+    def _next_cut(self, history: list[MessageRow], first_kept: int, size: PromptSize, whole_turns: bool) -> int:
+        """Where a trim would cut now (the history grows until it does, so it cuts at least here); a chat's trim
+        keeps whole turns (a story's cuts at any message)."""
         excess = size.total_tokens - size.budget * (1 - TRIM_SLACK)
         cut = first_kept
         while cut < len(history) - 2 and excess > 0:
             message = history[cut]
             excess -= self.count([Segment(message.content, "content", list(message.token_ids or []) or None)])
             cut += 1
-        while cut < len(history) - 2 and history[cut].role == "assistant":
+        while whole_turns and cut < len(history) - 2 and history[cut].role == "assistant":
             cut += 1
         return cut
 
@@ -125,7 +128,7 @@ class SummaryWriter:
         covered = self._covered(chat, history)
         previous_rows = [s for s in self.memory.summaries.for_chat(chat.id) if _position(history, s.covers_to) is not None]
         text = previous_rows[-1].text if previous_rows else NOTHING_YET
-        instruction = substitute(self.memory.prompts()["instruction"], context.macros)
+        instruction = substitute(self.memory.prompts()[context.instruction], context.macros)
         length = min(SUMMARY_TOKENS, n_ctx // 5)
         # Room for the passage beside the instruction, the previous summary (at most `length`) and the reply.
         room = n_ctx - 2 * length - self.count([Segment(instruction)]) - TEMPLATE_ROOM
@@ -199,7 +202,9 @@ class SummaryWriter:
 
 
 def _line(message: MessageRow, context: SummaryContext) -> str:
-    """`Name: text`; a group chat's reply carries its own speaker's name."""
+    """`Name: text` (a group chat's reply carries its own speaker's name); a story's text as it is."""
+    if not context.speakers:
+        return message.content.strip()
     if message.role == "user":
         name = context.user_name
     else:

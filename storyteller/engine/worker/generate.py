@@ -42,6 +42,7 @@ class Generation:
         self.prompt: list[int] = []
         self.reused = self.shifted = self.restored = 0
         self.inserted = 0  # of the reused tokens, a block evaluated in front of history moved into place
+        self.reread = 0  # of the block, the prefix a sliding window had lost (make_room_before)
 
     def run(self) -> Iterator[GenerationEvent]:
         model = self.model
@@ -97,7 +98,7 @@ class Generation:
         for history_at in history_starts:
             room = model.kv.make_room_before(self.prompt, history_at)
             if room is not None:
-                start, kept = room
+                start, kept, self.reread = room
                 model.evaluate_block(self.prompt[start:history_at], start)
                 return history_at - start, kept
         return 0, 0
@@ -179,6 +180,7 @@ class Generation:
             stop_reason=stop_reason,
             shifted_tokens=self.shifted,
             restored_tokens=self.restored,
+            window_reread_tokens=self.reread,
         )
 
     def _routing(self) -> RouterCapture | None:

@@ -132,26 +132,37 @@ class KvCache:
         reused = self.keep_prefix(prompt)
         return reused, min(shifted, max(0, reused - common))
 
-    def make_room_before(self, prompt: list[int], history_at: int) -> tuple[int, int] | None:
+    def make_room_before(self, prompt: list[int], history_at: int) -> tuple[int, int, int] | None:
         """Moves cached history to where the prompt has it (from `history_at` on), behind a changed block.
 
-        Returns (where the block starts, history tokens kept) when the cache holds that history;
-        the cache then holds only its first `start` tokens and the history, and the block in between
-        is for the caller to evaluate (`LoadedModel.evaluate_block`). None when there is nothing to gain.
+        Returns (where the block starts, history tokens kept, prefix tokens to read again) when the cache
+        holds that history; the cache then holds only its first `start` tokens and the history, and the
+        block in between is for the caller to evaluate (`LoadedModel.evaluate_block`). None when there is
+        nothing to gain.
+
+        A sliding-window cache may no longer hold the prefix the block attends to: llama.cpp reuses the
+        cells of positions a window has left (at once after a snapshot is restored: it looks from cell 0).
+        The block then begins at the first token, the prefix read again with it (inherent: those cells
+        are gone), as long as the cache still holds the part of the history that later tokens see.
         """
-        start = common_prefix_length(self.tokens, prompt)
-        if start >= history_at or not self.lib.llama_memory_can_shift(self.memory):
+        common = common_prefix_length(self.tokens, prompt)
+        if common >= history_at or not self.lib.llama_memory_can_shift(self.memory):
             return None
-        cached_at, kept = longest_run_after(self.tokens, prompt, start, history_at)
+        cached_at, kept = longest_run_after(self.tokens, prompt, common, history_at)
         if kept == 0:
             return None
+        start = common
+        if self._window_lost(common):
+            if self._window_lost_in(cached_at, kept):
+                return None
+            start = 0
         memory = self.memory
         self.lib.llama_memory_seq_rm(memory, 0, start, cached_at)
         self.lib.llama_memory_seq_rm(memory, 0, cached_at + kept, -1)
         self.lib.llama_memory_seq_add(memory, 0, cached_at, cached_at + kept, history_at - cached_at)
         self.tokens = self.tokens[:start] + [-1] * (history_at - start) + self.tokens[cached_at : cached_at + kept]
         self._forget_from(start)
-        return start, kept
+        return start, kept, common - start
 
     def block_evaluated(self, block: list[int], start: int) -> None:
         """The block `make_room_before` left room for is in the cache now."""
@@ -206,6 +217,12 @@ class KvCache:
             return False
         pos_min = self.lib.llama_memory_seq_pos_min(self.memory, 0)
         return pos_min > max(0, keep - self.n_swa)
+
+    def _window_lost_in(self, cached_at: int, kept: int) -> bool:
+        """Whether a sliding-window cache lost cells of the `kept` tokens at `cached_at` that the tokens after
+        them still see (it holds the positions from `pos_min` on)."""
+        pos_min = self.lib.llama_memory_seq_pos_min(self.memory, 0)
+        return self.n_swa > 0 and pos_min > max(cached_at, cached_at + kept - self.n_swa)
 
     def keep_evaluated_part(self, prompt: list[int]) -> None:
         """After an aborted decode the ubatches already processed stay in memory: keep them as cache."""

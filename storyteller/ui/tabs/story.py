@@ -26,6 +26,7 @@ from storyteller.engine import EngineError
 from storyteller.ui.links import StoryLink
 from storyteller.ui.widgets.choices import DEFAULT_PRESET_CHOICE, named_choices
 from storyteller.ui.widgets.errors import shown_as_warning
+from storyteller.ui.widgets.memory_panel import MemoryPanel
 from storyteller.ui.widgets.progress import no_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 
@@ -44,6 +45,7 @@ def build(services: Services) -> StoryLink:
                 picker = gr.Dropdown([], label="Stories", elem_id="story-list")
                 new_btn = gr.Button("New story", elem_id="new-story")
                 memory = gr.Textbox(label="Memory: always at the top of the prompt", lines=4, elem_id="story-memory")
+                summary_slot = gr.Column()  # the model's summary of what left the context, after Memory
                 note = gr.Textbox(label="Author's note", lines=2, elem_id="story-note")
                 note_lines = gr.Slider(0, MAX_NOTE_LINES, value=3, step=1, label="Author's note goes before the last N lines",
                                        elem_id="story-note-lines")
@@ -73,6 +75,10 @@ def build(services: Services) -> StoryLink:
                 stats = gr.Markdown("", elem_id="story-stats")
                 with gr.Accordion("Last prompt", open=False):
                     prompt_text = gr.Code(label="Exact prompt", language=None, lines=12, elem_id="story-prompt")
+
+        with summary_slot:
+            summary = MemoryPanel(services, story_id, prompt_text, prefix="story-", lore_option=False)
+        summary.wire()
 
         settings_inputs = [memory, note, note_lines, books, preset, reply_tokens]
         buttons = [undo_btn, redo_btn, retry_btn]

@@ -8,7 +8,7 @@ the browser shows is ever written back.
 - browse.py: which chat is open and its settings; heading.py: the header above the messages (avatar,
   character, persona, model, preset, prompt format) and the empty-state lines; replies.py: the
   streaming replies and crash recovery; messages.py: the selected message; group_row.py: group chats
-  (the group picker, the "who speaks" avatar row, "Let them talk"); memory_panel.py: the story so far
+  (the group picker, the "who speaks" avatar row, "Let them talk"); widgets/memory_panel.py: the story so far
   (the summary and its controls) and the "lore in history" option.
 """
 
@@ -19,10 +19,10 @@ from storyteller.ui.links import ChatLink
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.group_row import GroupHandlers
 from storyteller.ui.tabs.chat.messages import MessageActions
-from storyteller.ui.tabs.chat.memory_panel import MemoryPanel
 from storyteller.ui.tabs.chat.page import ChatPage
 from storyteller.ui.tabs.chat.replies import ReplyStreams
 from storyteller.ui.widgets.choices import character_choices
+from storyteller.ui.widgets.memory_panel import MemoryPanel
 
 
 def build(services: Services) -> ChatLink:
@@ -31,7 +31,7 @@ def build(services: Services) -> ChatLink:
     streams = ReplyStreams(services, page, browser)
     groups = GroupHandlers(services, page, browser, streams)
     with page.memory_slot:
-        memory = MemoryPanel(services, page)
+        memory = MemoryPanel(services, page.chat_id, page.prompt_text)
     for handlers in (browser, streams, MessageActions(services, page, browser), groups, memory):
         handlers.wire()
     return ChatLink(

@@ -42,7 +42,7 @@ class ChatPage:
             self.save_settings_btn = gr.Button("Save settings", elem_id="save-chat-settings")
             self.delete_chat_btn = gr.Button("Delete this chat", variant="stop")
             self.confirm_delete_btn = gr.Button("Yes, delete it for good", variant="stop", visible=False)
-        self.memory_slot = gr.Column(elem_id="memory-slot")  # the "Story so far" panel (memory_panel.py)
+        self.memory_slot = gr.Column(elem_id="memory-slot")  # the "Story so far" panel (widgets/memory_panel.py)
         with gr.Accordion("Search all chats", open=False):
             self.query = gr.Textbox(placeholder="words to find", show_label=False, elem_id="chat-search")
             self.results = gr.Dropdown([], label="Found", elem_id="search-results")

@@ -1,8 +1,10 @@
-"""The Chat tab's "Story so far" settings: the summary the model keeps of what left the context (shown and
-editable), its controls (Summarise now, Restore previous; On / Pause / Off) and the "lore in history" option.
+"""The "Story so far" settings of the Chat tab and the Story tab: the summary the model keeps of what left the
+context (shown and editable), its controls (Summarise now, Restore previous; On / Pause / Off) and, in a
+chat, the "lore in history" option.
 
-It redraws when a chat opens (the page's chat id changes), when it is opened, and after each reply, when
-it also starts the summary that is due (written on a thread, between turns).
+It redraws when a chat (or story) opens (the page's id changes), when it is opened, and after each reply
+(the last prompt's view changes), when it also starts the summary that is due (written on a thread,
+between turns).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import gradio as gr
 from storyteller.core.chat.lore_history import LORE_IN_HISTORY_KEY
 from storyteller.core.chat.memory import MemoryView
 from storyteller.core.services import Services
-from storyteller.ui.tabs.chat.page import ChatPage
 from storyteller.ui.widgets.errors import USER_ERRORS, warns
 
 STATE_CHOICES = [("On", "on"), ("Pause", "paused"), ("Off", "off")]
@@ -35,24 +36,28 @@ def status_line(view: MemoryView) -> str:
 
 
 class MemoryPanel:
-    """Builds the panel under the current Blocks context (inside the chat settings column) and wires it."""
+    """Builds the panel under the current Blocks context and wires it to the page's `current` id (a chat's or a
+    story's) and to `finished`, which changes after each reply. `prefix` keeps the elem_ids of the two tabs'
+    panels apart; only a chat has the "lore in history" option."""
 
-    def __init__(self, services: Services, page: ChatPage):
+    def __init__(self, services: Services, current: gr.Textbox, finished: gr.components.Component,
+                 prefix: str = "", lore_option: bool = True):
         self.services = services
         self.memory = services.memory
-        self.page = page
-        with gr.Accordion("Story so far", open=False, elem_id="memory-panel") as self.box:
-            self.status = gr.Markdown(NO_CHAT, elem_id="memory-status")
-            self.state = gr.Radio(STATE_CHOICES, value="on", label="Memory", elem_id="memory-state")
+        self.current = current
+        self.finished = finished
+        with gr.Accordion("Story so far", open=False, elem_id=f"{prefix}memory-panel") as self.box:
+            self.status = gr.Markdown(NO_CHAT, elem_id=f"{prefix}memory-status")
+            self.state = gr.Radio(STATE_CHOICES, value="on", label="Summaries", elem_id=f"{prefix}memory-state")
             self.text = gr.Textbox(label="Summary (edit it and save: the prompt takes yours)", lines=6, max_lines=12,
-                                   elem_id="summary-text")
+                                   elem_id=f"{prefix}summary-text")
             with gr.Row():
-                self.summarise_btn = gr.Button("Summarise now", elem_id="summarise-now")
-                self.save_btn = gr.Button("Save summary", elem_id="save-summary")
-                self.restore_btn = gr.Button("Restore previous", elem_id="restore-summary")
+                self.summarise_btn = gr.Button("Summarise now", elem_id=f"{prefix}summarise-now")
+                self.save_btn = gr.Button("Save summary", elem_id=f"{prefix}save-summary")
+                self.restore_btn = gr.Button("Restore previous", elem_id=f"{prefix}restore-summary")
             self.lore_in_history = gr.Checkbox(
                 label="Lore in history: a triggered lorebook entry stays at the message that triggered it "
-                      "(later turns reuse the cache)", elem_id="lore-in-history",
+                      "(later turns reuse the cache)", elem_id=f"{prefix}lore-in-history", visible=lore_option,
             )
 
     @property
@@ -112,13 +117,13 @@ class MemoryPanel:
         return {}
 
     def wire(self) -> None:
-        p = self.page
-        p.chat_id.change(self.draw, p.chat_id, self.outputs)
-        self.box.expand(self.draw, p.chat_id, self.outputs)
+        current = self.current
+        current.change(self.draw, current, self.outputs)
+        self.box.expand(self.draw, current, self.outputs)
         # The last prompt's view is redrawn at the end of every reply: the time to write a due summary.
-        p.prompt_text.change(self.after_reply, p.chat_id, self.outputs)
-        self.state.input(self.on_state, [p.chat_id, self.state], self.outputs)
-        self.summarise_btn.click(self.on_summarise, p.chat_id, self.outputs, concurrency_id="engine")
-        self.save_btn.click(self.on_save, [p.chat_id, self.text], self.outputs)
-        self.restore_btn.click(self.on_restore, p.chat_id, self.outputs)
-        self.lore_in_history.input(self.on_lore, [p.chat_id, self.lore_in_history], [])
+        self.finished.change(self.after_reply, current, self.outputs)
+        self.state.input(self.on_state, [current, self.state], self.outputs)
+        self.summarise_btn.click(self.on_summarise, current, self.outputs, concurrency_id="engine")
+        self.save_btn.click(self.on_save, [current, self.text], self.outputs)
+        self.restore_btn.click(self.on_restore, current, self.outputs)
+        self.lore_in_history.input(self.on_lore, [current, self.lore_in_history], [])
