@@ -28,6 +28,15 @@ from tests.support.scripted_engine import ScriptedEngine
 SINGLE_THREAD = 1
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_data_folder(tmp_path_factory):
+    """A test that names no data folder gets a temporary one, never the user's own (the processes it
+    starts inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORYTELLER_HOME", str(tmp_path_factory.mktemp("storyteller-home")))
+        yield
+
+
 # --- model files ----------------------------------------------------------------------------------
 
 

@@ -16,8 +16,8 @@ from tests.support.scripted_engine import ScriptedEngine
 
 def storyteller(*args: str, stdin: str | None = None, data_dir=None, timeout: float = 180,
                 env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python -m storyteller ARGS…` in a new process; `data_dir` is added for `generate` and `serve`."""
-    extra = ["--data-dir", str(data_dir)] if data_dir is not None and len(args) and args[0] in ("generate", "serve") else []
+    """`python -m storyteller ARGS…` in a new process; `data_dir` is added for `chat`, `generate` and `serve`."""
+    extra = ["--data-dir", str(data_dir)] if data_dir is not None and len(args) and args[0] in ("chat", "generate", "serve") else []
     return subprocess.run(
         [sys.executable, "-m", "storyteller", *args, *extra],
         input=stdin,
