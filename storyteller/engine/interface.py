@@ -174,6 +174,8 @@ class EngineCapabilities:
     tokenizer: bool  # tokenize() gives the model's own ids: token counts are exact
     kv_snapshots: bool  # the KV cache can be saved to disk and restored (GenerationStats.restored_tokens)
     context_shift: bool  # cached tokens after a removed block are moved into place (shifted_tokens)
+    tokenizer_file: str = ""  # the GGUF whose vocabulary counts the tokens, where the server has no tokenizer
+    context_from_model: bool = True  # ModelInfo.n_ctx is the model's or server's own, not the size asked for
 
 
 @dataclass

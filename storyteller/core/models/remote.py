@@ -55,14 +55,20 @@ def _connect(ctx: AppContext, url: str, key: str | None, tokenizer: str | None,
     except EngineError as exc:
         raise ServerError(str(exc)) from None
     if isinstance(engine, OpenAiCompatibleEngine):
-        path = tokenizer.strip() if tokenizer and tokenizer.strip() else library_match(ctx, engine.model_id)
-        if path:
-            try:
-                engine.use_tokenizer(str(Path(path).expanduser()))
-            except EngineError as exc:
-                engine.unload()
-                raise ServerError(f"the tokenizer file cannot be used: {exc}") from None
+        _set_up_tokenizer(ctx, engine, tokenizer)
     return engine, info
+
+
+def _set_up_tokenizer(ctx: AppContext, server: OpenAiCompatibleEngine, tokenizer: str | None) -> None:
+    """Part of building an OpenAI-compatible engine, before the app uses it: the GGUF that counts its tokens
+    (the one given, else a library model named as the server's), if any."""
+    path = tokenizer.strip() if tokenizer and tokenizer.strip() else library_match(ctx, server.model_id)
+    if path:
+        try:
+            server.use_tokenizer(str(Path(path).expanduser()))
+        except EngineError as exc:
+            server.unload()
+            raise ServerError(f"the tokenizer file cannot be used: {exc}") from None
 
 
 def library_match(ctx: AppContext, model_id: str) -> str | None:
@@ -92,13 +98,12 @@ def use_this_pc(ctx: AppContext) -> None:
 def describe_server(info: ModelInfo, engine: Engine) -> str:
     """What a connected server runs and supports (Markdown lines)."""
     capabilities = engine.capabilities
-    tokenizer = engine.tokenizer if isinstance(engine, OpenAiCompatibleEngine) else None
     context = f"context {info.n_ctx}"
-    if isinstance(engine, OpenAiCompatibleEngine) and not engine.context_from_server:
+    if not capabilities.context_from_model:
         context += " (the server does not say its context size: the one given here)"
     lines = [f"**{info.server}**: {info.path.replace(chr(92), '/').rsplit('/', 1)[-1]} · {context}"]
-    if tokenizer is not None:
-        counts = f"exact (the tokenizer of {tokenizer.name})"
+    if capabilities.tokenizer_file:
+        counts = f"exact (the tokenizer of {capabilities.tokenizer_file})"
     elif capabilities.tokenizer:
         counts = "exact (the server's tokenizer)"
     else:

@@ -87,6 +87,7 @@ class OpenAiCompatibleEngine:
         meta = model.get("meta") if isinstance(model.get("meta"), dict) else {}
         said = meta.get("n_ctx") or model.get("max_model_len") or model.get("context_length") or meta.get("n_ctx_train")
         self.context_from_server = bool(said)
+        self.capabilities = dataclasses.replace(self.capabilities, context_from_model=self.context_from_server)
         n_ctx = int(said or settings.n_ctx)
         self._model_id = str(model.get("id") or "")
         self._info = ModelInfo(
@@ -111,14 +112,16 @@ class OpenAiCompatibleEngine:
         tokenizer = GgufTokenizer(path, self.log_dir)
         self._end_tokenizer()
         self.tokenizer = tokenizer
-        self.capabilities = dataclasses.replace(CAPABILITIES, tokenizer=True)
+        self.capabilities = dataclasses.replace(CAPABILITIES, tokenizer=True, tokenizer_file=tokenizer.name,
+                                                context_from_model=self.context_from_server)
         if self._info is not None:
             self._info.notice = None
 
     def _end_tokenizer(self) -> None:
         if self.tokenizer is not None:
             self.tokenizer.close()
-        self.tokenizer, self.capabilities = None, CAPABILITIES
+        self.tokenizer = None
+        self.capabilities = dataclasses.replace(CAPABILITIES, context_from_model=self.context_from_server)
 
     def generate(self, request: GenerateRequest) -> Iterator[GenerationEvent]:
         with self._lock:
