@@ -28,6 +28,7 @@ from storyteller.engine.sampling import SAMPLER_NAMES, SamplerSettings
 from storyteller.engine.snapshot_files import SnapshotConfig
 from storyteller.engine.load_log import read_load_log
 from storyteller.engine.worker import Command, worker_main
+from storyteller.engine.worker.process import shut_down
 
 LOG_TAIL_LINES = 8
 POLL_SECONDS = 0.05
@@ -311,18 +312,7 @@ class LocalEngine:
         self._info = None
         if process is None:
             return
-        if process.is_alive():
-            try:
-                self._conn.send(Command("shutdown"))
-            except (OSError, ValueError):
-                pass
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=5)
-        for handle in (self._conn, self._lifeline):
-            if handle is not None:
-                handle.close()
+        shut_down(process, self._conn, self._lifeline)
         self._conn = self._lifeline = None
 
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from storyteller.engine.interface import EngineError, Segment
-from storyteller.engine.worker.process import Command
+from storyteller.engine.worker.process import Command, shut_down
 from storyteller.engine.worker.tokenizer_only import tokenizer_main
 
 POLL_SECONDS = 0.05
@@ -73,14 +73,4 @@ class GgufTokenizer:
         process, self._process = self._process, None
         if process is None:
             return
-        if process.is_alive():
-            try:
-                self._conn.send(Command("shutdown"))
-            except (OSError, ValueError):
-                pass
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout=5)
-        self._conn.close()
-        self._lifeline.close()
+        shut_down(process, self._conn, self._lifeline)

@@ -84,6 +84,23 @@ def _serve(conn, model: LoadedModel, stop_event) -> None:
             conn.send(("error", f"internal error in the model worker ({type(exc).__name__}: {exc}); details in the log"))
 
 
+def shut_down(process, conn, *handles) -> None:
+    """Ends a worker the app started: asks it over `conn`, kills it if it does not go in 5 s, then closes
+    `conn` and the other pipe ends."""
+    if process.is_alive():
+        try:
+            conn.send(Command("shutdown"))
+        except (OSError, ValueError):
+            pass
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+    for handle in (conn, *handles):
+        if handle is not None:
+            handle.close()
+
+
 def redirect_output(log_path: str) -> None:
     # llama.cpp writes to the C-level stderr, and ggml prints its abort reason there just before
     # abort(): keep both in a file the app reads when this process dies.
