@@ -26,15 +26,14 @@ class TurnCost:
     restored: int
     summarized: int  # a new summary's tokens, on the trim turn that swapped it in
     summary_written: bool  # a summary was written after this turn's reply
-    reread: int = 0  # the prefix read again because a sliding window had lost it (the engine says so)
+    reread: int = 0  # the prefix read again because a sliding window had lost it (the engine says so; 0 expected)
 
     @property
     def budget(self) -> float | None:
-        """The most this turn may evaluate: its new tokens (and a swapped-in summary's, and a prefix a sliding
-        window lost) plus 5 % / 10 %."""
+        """The most this turn may evaluate: its new tokens (and a swapped-in summary's) plus 5 % / 10 %."""
         if self.new is None:
             return None
-        return (self.summarized + self.reread + self.new) * 1.05 if self.summarized else self.new * 1.1
+        return (self.summarized + self.new) * 1.05 if self.summarized else self.new * 1.1
 
     @property
     def within_budget(self) -> bool:

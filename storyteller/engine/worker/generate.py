@@ -52,6 +52,7 @@ class Generation:
             model.router_tap.start()
         history_starts = self._history_starts()
         restored = model.snapshots is not None and model.snapshots.restore_for(self.prompt, history_starts)
+        model.kv.unguard()
         self.inserted, moved = self._insert_before_history(history_starts)
         self.reused, self.shifted = model.kv.reuse(self.prompt)
         if self.inserted:
@@ -59,8 +60,11 @@ class Generation:
         if restored:  # what the cache gives this prompt came from the snapshot
             self.restored = self.reused
         simulate_kernel_crash(model.settings, "generate")
+        model.kv.guard()  # the cached part of the prompt now, all of it once it is evaluated
         started = time.perf_counter()
-        if not (yield from model.evaluate(self.prompt, self.reused, self.stop_event)):
+        evaluated = yield from model.evaluate(self.prompt, self.reused, self.stop_event)
+        model.kv.guard()
+        if not evaluated:
             yield Done("", [], self.prompt, self._stats(0, "user"), True, self._routing())
             return
         prompt_seconds = time.perf_counter() - started

@@ -103,6 +103,26 @@ class KvCache:
         self.lib.llama_memory_clear(self.memory, True)
         self.attach(self.ctx)
 
+    # --- what a sliding window must not lose ----------------------------------------------------
+
+    def guard(self) -> None:
+        """Keeps the cells of every token cached now from being reused while this request runs.
+
+        llama.cpp writes new tokens over a sliding-window layer's cells that the window no longer sees
+        (whenever its search for free cells starts from cell 0, as after a snapshot is restored), but
+        only over cells one sequence holds. A block inserted later after the prompt's pinned start (a
+        chat's new summary) attends to that start, and a cut back into history to what precedes the cut:
+        overwritten, they would be read again. Held by sequence 1 as well, they stay. The full-size SWA
+        cache (`swa_full`) has a cell for each of them. `unguard` lets them go at the next request's start,
+        before anything is cut: a cell sequence 0 gave up would stay taken.
+        """
+        if self.n_swa > 0 and self.tokens:
+            self.lib.llama_memory_seq_cp(self.memory, 0, 1, 0, len(self.tokens))
+
+    def unguard(self) -> None:
+        if self.n_swa > 0:
+            self.lib.llama_memory_seq_rm(self.memory, 1, -1, -1)
+
     # --- reuse ------------------------------------------------------------------------------------
 
     def reuse(self, prompt: list[int]) -> tuple[int, int]:

@@ -4,7 +4,7 @@ Saving copies llama.cpp's context state (`llama_state_get_data`) after `Done` ha
 a thread writes the file, so the reply is never delayed by the disk. Restoring loads the snapshot
 with the longest common prefix with the prompt (when it beats what the context already holds), and
 `KvCache.reuse` cuts it back to that prefix like any cached sequence. The whole context's state, not
-`llama_state_seq_get_data`'s: the worker only uses sequence 0, and for a sliding-window model
+`llama_state_seq_get_data`'s: the worker's tokens are sequence 0's (sequence 1 only shares its cells), and for a sliding-window model
 (Gemma 3) the per-sequence state leaves out the cells behind the window, so a restored state could
 only be cut back n_swa tokens. With the full-size SWA cache the worker loads (`swa_full`) and the
 whole state, every cell comes back and the state can be cut back anywhere. The logits kept with the cache (a prompt's end, the cache's end) are
