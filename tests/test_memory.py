@@ -10,10 +10,11 @@ import pytest
 
 from storyteller.core.chat.chats import ReplyOptions
 from storyteller.core.chat.memory import SummaryError
+from storyteller.core.completions.params import CompletionParams
 from storyteller.core.context import AppContext
 from storyteller.core.models.loading import load_model
 from storyteller.core.services import Services
-from storyteller.engine import LoadSettings
+from storyteller.engine import LoadSettings, SamplerSettings
 from tests.support.memory_chat import run_memory_chat
 
 WORDS = ("the knight rode through the silent forest while the dragon watched from the mountain and the queen "
@@ -120,7 +121,18 @@ def test_paused_memory_writes_no_summary_and_keeps_the_one_it_has(scripted_small
         services.memory.set_state(chat.id, "sometimes")
 
 
-def test_a_reply_stops_a_summary_being_written(scripted_small, scripted_engine):
+def _reply(services, chat_id: str) -> list:
+    return list(services.chats.send(chat_id, "Still there?", ReplyOptions(max_tokens=8)))
+
+
+def _api_completion(services, _chat_id: str) -> list:
+    completions = services.completions
+    request = completions.text_request("Once upon a time", CompletionParams(SamplerSettings(), 8, []))
+    return list(completions.run(request, "test").events())
+
+
+@pytest.mark.parametrize("ask", [_reply, _api_completion], ids=["chat reply", "API completion"])
+def test_a_reply_stops_a_summary_being_written(scripted_small, scripted_engine, ask):
     services = scripted_small
     chat_id = _long_chat(services, 14)
     in_summary, go_on = threading.Event(), threading.Event()
@@ -151,7 +163,7 @@ def test_a_reply_stops_a_summary_being_written(scripted_small, scripted_engine):
     thread = threading.Thread(target=summarise)
     thread.start()
     assert in_summary.wait(30)
-    events = list(services.chats.send(chat_id, "Still there?", ReplyOptions(max_tokens=8)))
+    events = ask(services, chat_id)
     thread.join(30)
     assert outcome and "a reply took the engine first" in outcome[0]
     assert events[-1].stats.stop_reason != "user"  # the reply itself was not stopped

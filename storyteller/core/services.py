@@ -77,7 +77,7 @@ class Services:
     @cached_property
     def completions(self) -> Completions:
         """Completions for the HTTP API (storyteller/api/), and what it serves now."""
-        return Completions(self.ctx)
+        return Completions(self.ctx, self.chats.summaries.make_way)
 
     @cached_property
     def chat_files(self) -> ChatFiles:

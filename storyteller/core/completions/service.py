@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from storyteller.core.completions.params import CompletionError, CompletionParams, NoModelLoaded
@@ -31,8 +31,10 @@ class ApiMessage:
 
 
 class Completions:
-    def __init__(self, ctx: AppContext):
+    def __init__(self, ctx: AppContext, make_way: Callable[[], None] | None = None):
         self.ctx = ctx
+        # Stops a chat summary being written between turns (SummaryWriter.make_way): a client never waits behind one.
+        self.make_way = make_way
         self._lock = threading.Lock()
         self._serving: dict[int, CompletionRun] = {}  # the API requests being served, by a number
         self._numbers = itertools.count()
@@ -140,6 +142,8 @@ class CompletionRun:
 
     def events(self) -> Iterator[GenerationEvent]:
         engine = self.completions.engine
+        if self.completions.make_way is not None:
+            self.completions.make_way()
         events = engine.generate(self.request)
         number = None
         try:
