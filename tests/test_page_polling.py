@@ -42,3 +42,37 @@ def test_one_timer_polls_the_header_and_the_chat_heading_and_shows_no_progress(p
     assert len(ticks) == 1
     assert ticks[0]["show_progress_on"] == []
     assert ids(page_config, "model-status", "activity", "chat-info") <= set(ticks[0]["outputs"])
+
+
+
+# Installed before the page's scripts: counts the frames Gradio's status trackers ask the browser for.
+COUNT_TRACKER_FRAMES = """(() => {
+  const frame = window.requestAnimationFrame.bind(window);
+  window.__tracker_frames = 0;
+  window.requestAnimationFrame = (callback) => {
+    if (/statustracker-[^/]*\\.js/.test(new Error().stack || "")) window.__tracker_frames++;
+    return frame(callback);
+  };
+})();"""
+
+
+@pytest.mark.browser
+def test_the_idle_page_draws_no_frames_for_gradios_leaked_tracker_loops(browser, tmp_path):
+    """Gradio's loading screen leaves status-tracker loops asking for a frame 60 times a second for as long
+    as the page is open (ui/page_script.py): with the page's script they ask for none once they loop."""
+    from tests.support.app_runner import running_app
+
+    (tmp_path / "data").mkdir()
+    with running_app(tmp_path / "data") as app:
+        page = browser.new_page()
+        try:
+            page.add_init_script(COUNT_TRACKER_FRAMES)
+            page.goto(app.url)
+            page.wait_for_selector("#chat-input textarea", timeout=30_000)
+            page.wait_for_timeout(1000)
+            before = page.evaluate("() => window.__tracker_frames")
+            page.wait_for_timeout(3000)
+            asked = page.evaluate("() => window.__tracker_frames") - before
+            assert asked <= 5, f"status trackers asked for {asked} animation frames in 3 s on an idle page"
+        finally:
+            page.close()

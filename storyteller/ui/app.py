@@ -10,6 +10,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from storyteller.core.services import Services  # noqa: E402
+from storyteller.ui.page_script import HeadScript  # noqa: E402
 from storyteller.ui.tabs import characters, chat, experts, models, presets, settings, story  # noqa: E402
 from storyteller.ui.widgets import header, welcome  # noqa: E402
 from storyteller.ui.widgets.activity import Activity  # noqa: E402
@@ -106,6 +107,7 @@ def mount_ui(app, services: Services, host: str, port: int, auth: tuple[str, str
     # No demo.queue(...): gr.Blocks makes its queue with one event at a time by default (what the engine
     # needs), and a second queue() call only computes the whole page config again (~0.3 s at start).
     demo = build_ui(services)
+    app.add_middleware(HeadScript)  # before Gradio's scripts: its status trackers' frame loops (ui/page_script.py)
     gr.mount_gradio_app(
         app,
         demo,
