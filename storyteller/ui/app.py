@@ -14,7 +14,7 @@ from storyteller.ui.page_script import HeadScript  # noqa: E402
 from storyteller.ui.tabs import characters, chat, experts, models, presets, settings, story  # noqa: E402
 from storyteller.ui.widgets import header, welcome  # noqa: E402
 from storyteller.ui.widgets.activity import Activity  # noqa: E402
-from storyteller.ui.widgets.progress import no_progress  # noqa: E402
+from storyteller.ui.widgets.progress import quiet_events  # noqa: E402
 
 STATUS_REFRESH_SECONDS = 2.0
 
@@ -89,7 +89,7 @@ def build_ui(services: Services) -> gr.Blocks:
         demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
         # The page shows the engine as it is now (a --model load may end after the UI was built), and then
         # polls it: loads, unloads, crashes, replies and downloads happen in other tabs and sessions.
-        demo.load(lambda: header.refresh(services, activity), outputs=top.outputs, **no_progress())
+        demo.load(lambda: header.refresh(services, activity), outputs=top.outputs)
 
         def poll(current: str, character: str, shown: list | None) -> dict:
             status, running = header.refresh(services, activity)
@@ -98,7 +98,8 @@ def build_ui(services: Services) -> gr.Blocks:
         # One timer for the page: each tick costs the browser a walk over every component (Gradio 6.31's
         # dispatch), so the header and the chat's heading share it.
         polled = [*top.outputs, *chat_link.heading_outputs]
-        gr.Timer(STATUS_REFRESH_SECONDS).tick(poll, chat_link.heading_inputs, polled, **no_progress())
+        gr.Timer(STATUS_REFRESH_SECONDS).tick(poll, chat_link.heading_inputs, polled)
+    quiet_events(demo)
     return demo
 
 

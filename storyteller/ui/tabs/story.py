@@ -27,7 +27,6 @@ from storyteller.ui.links import StoryLink
 from storyteller.ui.widgets.choices import DEFAULT_PRESET_CHOICE, named_choices
 from storyteller.ui.widgets.errors import shown_as_warning
 from storyteller.ui.widgets.memory_panel import MemoryPanel
-from storyteller.ui.widgets.progress import no_progress
 from storyteller.ui.widgets.streaming import NO_MODEL, READING, WRITING, RedrawPacer, finished_line, progress_line
 
 
@@ -214,7 +213,7 @@ def build(services: Services) -> StoryLink:
         stream_outputs = [*view_outputs, generate_btn, stats, prompt_text]
         # No progress tracker: Gradio's counts every frame on each output, even hidden (the stats line says enough).
         for button, action in ((generate_btn, stories.continue_story), (retry_btn, stories.retry)):
-            button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine", **no_progress())
+            button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine")
         # Stop must not wait in the engine's queue behind the continuation it stops.
         stop_btn.click(lambda: services.engine.stop(), queue=False)
         undo_btn.click(stepping(stories.undo), page_inputs, view_outputs)
