@@ -113,6 +113,8 @@ def prepare(data_dir: Path, tokens: int) -> dict[str, str]:
             chat = services.chats.new_chat(title=scene)
             services.chats.bind(chat.id, PRESET, None)
             services.chats.update_settings(chat.id, seed=SEED)  # the same turn gives the same text on both sides
+            # No summary written between turns: the app's, after its reply, would run beside the CLI's turn.
+            services.memory.set_state(chat.id, "off")
             parent = None
             for i in range(history):
                 parent = services.chats.repo.add_message(chat.id, parent, ("user", "assistant")[i % 2], line(i)).id

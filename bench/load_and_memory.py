@@ -30,11 +30,12 @@ from tests.support.app_runner import free_port  # noqa: E402
 
 N_CTX = 2048
 PROMPT = "Once upon a time, in a kingdom by the sea,"
-PLAIN = """
+PLAIN = f"""
 import sys, time
-from llama_cpp import Llama
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from plain_llama import plain_llama
 started = time.perf_counter()
-llm = Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), verbose=False)
+llm = plain_llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), verbose=False)
 loaded = time.perf_counter() - started
 if sys.argv[3] == "generate":
     llm.create_completion(sys.argv[4], max_tokens=32, temperature=0.0)

