@@ -30,9 +30,9 @@ PROMPT = "Once upon a time, in a kingdom by the sea, there lived a young dragon 
 
 
 def plain_llama_cpp(model: str, n_ctx: int, threads: int, flash_attn: str):
-    from plain_llama import plain_llama
+    from plain_llama import extra_buffers_crash, plain_llama
 
-    llm = plain_llama(model_path=model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False,
+    llm = plain_llama(not extra_buffers_crash(model), model_path=model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, verbose=False,
                 flash_attn=flash_attn == "on")
     eos = llm.token_eos()
 

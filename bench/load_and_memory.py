@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from plain_llama import extra_buffers_crash  # noqa: E402
 from storyteller.engine import LoadSettings, LocalEngine  # noqa: E402
 from tests.support.app_runner import free_port  # noqa: E402
 
@@ -35,7 +36,7 @@ import sys, time
 sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
 from plain_llama import plain_llama
 started = time.perf_counter()
-llm = plain_llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), verbose=False)
+llm = plain_llama(sys.argv[5] == "on", model_path=sys.argv[1], n_ctx=int(sys.argv[2]), verbose=False)
 loaded = time.perf_counter() - started
 if sys.argv[3] == "generate":
     llm.create_completion(sys.argv[4], max_tokens=32, temperature=0.0)
@@ -46,7 +47,9 @@ print(loaded, hwm)
 
 def plain(model: str, generate: bool) -> tuple[float, int]:
     """(seconds in Llama(), peak RSS in kB) of a fresh plain llama-cpp-python process."""
-    out = subprocess.run([sys.executable, "-c", PLAIN, model, str(N_CTX), "generate" if generate else "load", PROMPT],
+    extra_buffers = "off" if extra_buffers_crash(model) else "on"  # as the engine loads it; not timed
+    mode = "generate" if generate else "load"
+    out = subprocess.run([sys.executable, "-c", PLAIN, model, str(N_CTX), mode, PROMPT, extra_buffers],
                          capture_output=True, text=True, check=True)
     seconds, hwm = out.stdout.split()
     return float(seconds), int(hwm)

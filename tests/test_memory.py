@@ -209,5 +209,5 @@ def test_gemma_trim_turns_within_the_cost_budget(gemma_model, tmp_path):
     assert trims, run.turns
     assert all(t.shifted > 0 for t in trims)
     assert all(t.within_budget for t in run.turns), [t for t in run.turns if not t.within_budget]
-    # The pinned start stays in the sliding-window layers' cells (KvCache.guard_prefix): nothing is read again.
+    # The pinned start stays in the sliding-window layers' cells (KvCache.guard): nothing is read again.
     assert not any(t.reread for t in run.turns), [t for t in run.turns if t.reread]

@@ -13,6 +13,7 @@ import pytest
 
 from storyteller.core.services import Services
 from storyteller.ui.app import build_ui
+from tests.support.app_runner import running_app
 
 
 @pytest.fixture
@@ -49,7 +50,6 @@ def test_one_timer_polls_the_header_and_the_chat_heading_and_shows_no_progress(p
     assert ids(page_config, "model-status", "activity", "chat-info") <= set(ticks[0]["outputs"])
 
 
-
 # Installed before the page's scripts: counts the frames Gradio's status trackers ask the browser for.
 COUNT_TRACKER_FRAMES = """(() => {
   const frame = window.requestAnimationFrame.bind(window);
@@ -65,8 +65,6 @@ COUNT_TRACKER_FRAMES = """(() => {
 def test_the_idle_page_draws_no_frames_for_gradios_leaked_tracker_loops(browser, tmp_path):
     """Gradio's loading screen leaves status-tracker loops asking for a frame 60 times a second for as long
     as the page is open (ui/page_script.py): with the page's script they ask for none once they loop."""
-    from tests.support.app_runner import running_app
-
     (tmp_path / "data").mkdir()
     with running_app(tmp_path / "data") as app:
         page = browser.new_page()

@@ -211,7 +211,6 @@ def build(services: Services) -> StoryLink:
 
         page_inputs = [story_id, document, *settings_inputs]
         stream_outputs = [*view_outputs, generate_btn, stats, prompt_text]
-        # No progress tracker: Gradio's counts every frame on each output, even hidden (the stats line says enough).
         for button, action in ((generate_btn, stories.continue_story), (retry_btn, stories.retry)):
             button.click(generating(action), page_inputs, stream_outputs, concurrency_id="engine")
         # Stop must not wait in the engine's queue behind the continuation it stops.

@@ -116,7 +116,7 @@ class ReplyStreams:
                         update[p.message] = event.text.strip()
                     else:
                         # The box is shown once; then only its value goes (a gr.update makes Gradio build the
-                        # component anew with its whole config, ~3 ms of the app's CPU per redraw).
+                        # component anew with its whole config, on every redraw).
                         live = live_reply_markdown(event.text, remote_images)
                         update[p.live_reply] = gr.update(value=live, visible=True) if first else live
                     yield {**update, p.chat_id: current}
