@@ -14,8 +14,10 @@ import pytest
 from storyteller.core.chat.chats import ReplyOptions
 from storyteller.core.chat.groups import SpeakerChosen
 from storyteller.core.chat.replies import ReplyFinished
+from storyteller.core.presets.presets import Preset
 from storyteller.core.routing.by_speaker import contrast
 from storyteller.core.services import Services
+from storyteller.engine import SamplerSettings
 from storyteller.storage.characters import CharacterRepository
 from tests.support.events import wait_for_saved_reply
 from tests.support.paths import ROOT
@@ -144,13 +146,19 @@ def test_gemma_writes_each_member_in_turn_and_stops_at_another_members_name(gemm
         groups = services.groups
         group = groups.create("Crew gemma", ids, strategy="list")
         chat = groups.new_chat(group.id)
-        options = ReplyOptions(max_tokens=48)
+        # A fixed seed (the chat's own is drawn at random) and no end-of-sequence: a turn ends at its length or at
+        # a stop string, and the text a seed gives depends only on the CPU's kernels.
+        services.presets.create(Preset(name="Crew test", sampler=SamplerSettings(ignore_eos=True)))
+        options = ReplyOptions(max_tokens=48, preset="Crew test", seed=7)
         written = replies(groups.send(chat.id, "Ann, Bob and Cy: where do we sail tomorrow?", options=options))
         written += replies(groups.send(chat.id, "And who keeps watch?", options=options))
         assert [s for s, _ in written] == ["Ann", "Bob", "Cy"] * 2
         for _, finished in written:
-            assert finished.text.strip()
             assert not any(f"\n{name}:" in finished.text for name in ("Ann", "Bob", "Cy", "User"))
+        # A turn the 270M model opens with another member's line is cut to nothing (stopped, not ended), so only
+        # most turns, not every one, say something.
+        assert all(f.stats.stop_reason in ("stop", "length") and f.stats.generated_tokens for _, f in written)
+        assert sum(bool(f.text.strip()) for _, f in written) >= 4
         # A change of speaker in join mode keeps the prefix: the second round's turns evaluate a small tail.
         later = [finished.stats for _, finished in written[3:]]
         assert all(s.evaluated_tokens < 0.25 * s.prompt_tokens for s in later)
