@@ -64,7 +64,9 @@ def run_turns(services: Services, chat_id: str, messages: list[str], reply_token
     run = MemoryRun()
     previous: tuple[int, ...] = ()  # the previous reply's ids, else the previous prompt's last tokens
     for turn, message in enumerate(messages):
-        done = [e for e in chats.send(chat.id, message, ReplyOptions(max_tokens=reply_tokens))
+        # A seed per turn (a chat's own is drawn at random): a run that fails gives the same text again.
+        options = ReplyOptions(max_tokens=reply_tokens, seed=turn)
+        done = [e for e in chats.send(chat.id, message, options)
                 if isinstance(e, ReplyFinished)][0]
         report = chats.last_prompts[chat.id]
         reply = chats.repo.get_message(done.message_id)
