@@ -85,6 +85,8 @@ BENCHES = [
     Bench("load_and_memory", lambda tiny: ["--rounds", "2"], lambda r: [
         ("model load, through the worker vs plain `Llama()`", f"{r['load_worker_s']} s", f"{r['load_plain_s']} s",
          _x(r["load_ratio"])),
+        ("… the first load on a machine also runs the extra-buffer kernel check", f"+{r['first_kernel_check_s']} s",
+         "", ""),
         ("peak RSS: worker vs plain llama-cpp-python", f"{r['rss_worker_mb']} MB", f"{r['rss_plain_mb']} MB",
          _x(r["rss_worker_ratio"])),
         ("peak RSS: app + worker vs plain llama-cpp-python", f"{r['rss_app_mb']} + {r['rss_worker_mb']} MB",
