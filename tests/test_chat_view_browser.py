@@ -14,12 +14,15 @@ from tests.support.paths import SCREENSHOTS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-ANN = {
-    "spec": "chara_card_v2",
-    "spec_version": "2.0",
-    "data": {"name": "Ann", "description": "{{char}} is a wandering knight.", "first_mes": "Hello, I am {{char}}.",
-             "alternate_greetings": ["Greetings, traveller."]},
-}
+def knight(name: str) -> dict:
+    return {
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": {"name": name, "description": "{{char}} is a wandering knight.", "first_mes": "Hello, I am {{char}}.",
+                 "alternate_greetings": ["Greetings, traveller."]},
+    }
+
+
 TOP_TABS = ["Chat", "Story", "Characters", "Models", "Presets", "Experts", "Settings"]
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -30,7 +33,9 @@ HIDDEN = "s => { const e = document.querySelector(s); return !e || !e.offsetPare
 def app(tiny_model, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("chat-view")
     ctx = AppContext.open(data_dir)
-    CharacterRepository(ctx.db).add(ANN, None, {}, None)
+    # Cora is the header test's alone: it starts from her having no chats, whichever test ran before it.
+    for name in ("Ann", "Cora"):
+        CharacterRepository(ctx.db).add(knight(name), None, {}, None)
     ctx.close()
     with running_app(data_dir, "--model", str(tiny_model)) as running:
         yield running
@@ -102,16 +107,16 @@ def no_sideways_scroll(page) -> bool:
 
 def test_the_header_names_who_and_what_and_follows_the_chat_and_its_settings(app, pages):
     page = pages(app)
-    pick(page, "#chat-character", "Ann")
-    wait_js(page, "() => document.querySelector('#chat-empty')?.innerText.includes('No chats with Ann yet')")
-    wait_for_header(page, "Ann")
+    pick(page, "#chat-character", "Cora")
+    wait_js(page, "() => document.querySelector('#chat-empty')?.innerText.includes('No chats with Cora yet')")
+    wait_for_header(page, "Cora")
     assert page.locator("#chat-avatar img").is_visible()  # the generated portrait
 
     page.locator("#new-chat").click()
-    wait_js(page, "() => document.querySelector('#chatbot').innerText.includes('Hello, I am Ann.')")
+    wait_js(page, "() => document.querySelector('#chatbot').innerText.includes('Hello, I am Cora.')")
     wait_js(page, HIDDEN, "#chat-empty")
     header = page.locator("#chat-info").inner_text()
-    for part in ("Ann", "you are User", "model: tiny-moe.gguf", "preset: llama.cpp defaults",
+    for part in ("Cora", "you are User", "model: tiny-moe.gguf", "preset: llama.cpp defaults",
                  "format: Model's embedded template"):
         assert part in header
 
