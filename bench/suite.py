@@ -99,7 +99,8 @@ BENCHES = [
          _x(r["gen_tps_on"] / r["gen_tps_off"]))]),
     Bench("group_chat", lambda tiny: ["--model", tiny, "--turns", "12", "--n-ctx", "2048"], group_chat_rows),
     Bench("extra_buffers", lambda tiny: ["--rounds", "1", "--prompt-tokens", "256", "--tokens", "64"], lambda r: [
-        ("prompt, extra CPU buffer types on vs off", f"{r['prompt_tps_on']} tok/s", f"{r['prompt_tps_off']} tok/s",
+        ("prompt, extra CPU buffer types on vs off",
+         f"{r['prompt_tps_on']} tok/s" if r["prompt_tps_on"] is not None else "crashed", f"{r['prompt_tps_off']} tok/s",
          _x(r["prompt_ratio"]) if r["prompt_ratio"] else r["crash"] or "–")]),
 ]
 
