@@ -54,6 +54,8 @@ def test_a_group_chat_imports_with_speakers_swipes_and_a_placeholder_and_exports
     scripted_services.chats.swipe(imported.chat_ids[0], -1)
 
     (group_name, group_data), (chat_name, chat_data) = scripted_services.group_files.export(imported.chat_ids[0])
+    # The names SillyTavern gives them: groups/<id>.json (where it saves the group), group chats/<chat>.jsonl.
+    assert (group_name, chat_name) == ("1700000000000.json", "Tavern - 2024-01-01.jsonl")
     document = json.loads(group_data)
     assert document["members"] == GROUP["members"] and document["disabled_members"] == ["Zed_1.png"]
     assert document["activation_strategy"] == 3 and document["generation_mode"] == 0 and document["fav"] is True
@@ -70,6 +72,29 @@ def test_a_group_chat_imports_with_speakers_swipes_and_a_placeholder_and_exports
     assert again.group.name == "Tavern (2)"
     messages = scripted_services.chats.view(again.chat_ids[0]).messages
     assert [(m.meta.get("speaker_name"), m.swipe_count) for m in messages] == [("Ann", 1), (None, 1), ("Zed", 3)]
+
+
+def test_an_older_sillytavern_group_chat_without_a_header_takes_its_metadata_from_the_group_file(
+        scripted_services, tmp_path):
+    # SillyTavern before 1.13: no header line; the open chat's metadata in chat_metadata, the others' in past_metadata.
+    older = {**GROUP, "chats": ["Tavern - 2024-01-01", "Tavern - 2023-12-31"],
+             "chat_metadata": {"note_prompt": "Rain all day.", "note_depth": 2},
+             "past_metadata": {"Tavern - 2023-12-31": {"note_prompt": "Snow."}}}
+    group = tmp_path / "1700000000000.json"
+    group.write_text(json.dumps(older))
+    chats = []
+    for stem in older["chats"]:
+        chats.append(tmp_path / f"{stem}.jsonl")
+        chats[-1].write_text("".join(json.dumps(line) + "\n" for line in LINES[1:]))
+    imported = scripted_services.group_files.import_files(group, chats)
+    settings = [scripted_services.chats.chat(chat_id).settings for chat_id in imported.chat_ids]
+    assert [(s.get("author_note"), s.get("author_note_depth")) for s in settings] == [("Rain all day.", 2), ("Snow.", None)]
+    view = scripted_services.chats.view(imported.chat_ids[0])
+    assert [m.content for m in view.messages] == ["Welcome!", "Hi both", "Second take"]  # no header taken for a message
+    # Exported, the chat file has its header line again, with the metadata in it.
+    _, (_, chat_data) = scripted_services.group_files.export(imported.chat_ids[0])
+    header = json.loads(chat_data.decode().splitlines()[0])
+    assert header["chat_metadata"]["note_prompt"] == "Rain all day." and "mes" not in header
 
 
 def test_two_characters_with_the_member_name_are_a_choice(scripted_ctx, scripted_services, files):

@@ -143,7 +143,8 @@ def test_a_group_chat_with_the_who_speaks_row(tiny_model, browser, data_dir):
 
 
 def test_a_sillytavern_group_chat_imports_and_exports_in_settings(tiny_model, browser, data_dir, tmp_path):
-    group = {"name": "Tavern", "members": ["Ann.png", "Zed.png"], "activation_strategy": 1, "generation_mode": 1}
+    group = {"id": "1700000000001", "name": "Tavern", "members": ["Ann.png", "Zed.png"], "activation_strategy": 1,
+             "generation_mode": 1}
     lines = [{"user_name": "unused", "character_name": "unused"},
              {"name": "Ann", "is_user": False, "mes": "Hi.", "original_avatar": "Ann.png"},
              {"name": "Zed", "is_user": False, "mes": "Two", "swipes": ["One", "Two"], "swipe_id": 1,
@@ -166,7 +167,7 @@ def test_a_sillytavern_group_chat_imports_and_exports_in_settings(tiny_model, br
         page.locator("#export-group").click()
         page.wait_for_selector("#exported-group a", timeout=30_000)
         names = page.locator("#exported-group").inner_text()
-        assert "Tavern\n.json" in names and "Tavern chat\n.jsonl" in names
+        assert "1700000000001\n.json" in names and "Tavern chat\n.jsonl" in names  # SillyTavern's own names
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "group-import-export.png"), full_page=True)
         page.close()

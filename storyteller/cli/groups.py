@@ -69,7 +69,7 @@ def register(subparsers) -> None:
     exporting = actions.add_parser("export", help="write a group chat as SillyTavern group chat JSONL")
     add_data_dir_option(exporting)
     exporting.add_argument("chat", metavar="CHAT_ID")
-    exporting.add_argument("--to", required=True, metavar="FOLDER", help="writes GROUP.json and CHAT.jsonl there")
+    exporting.add_argument("--to", required=True, metavar="FOLDER", help="writes ID.json (for SillyTavern's data/<user>/groups/) and CHAT.jsonl (for its group chats/) there")
     exporting.set_defaults(run=run_export)
 
 

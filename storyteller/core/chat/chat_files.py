@@ -180,15 +180,21 @@ def _read_sillytavern(label: str, title: str, lines: list[tuple[int, Any]]) -> P
             text = content if position == chosen else swipe
             messages.append(NewMessage(parent, role, text, created or sent or time.time(), meta))
         parent = first_index + chosen
+    return ParsedChat(
+        "SillyTavern", title, _name(header.get("character_name")), _name(header.get("user_name")),
+        messages, parent, sillytavern_chat_settings(header),
+    )
+
+
+def sillytavern_chat_settings(header: dict) -> dict[str, Any]:
+    """A chat's settings from its SillyTavern header: the header kept, and the author's note it holds."""
+    chat_metadata = header.get("chat_metadata", {})
     settings: dict[str, Any] = {SILLYTAVERN: {k: header[k] for k in ST_HEADER_KEYS if k in header}}
     if isinstance(chat_metadata.get("note_prompt"), str) and chat_metadata["note_prompt"].strip():
         settings["author_note"] = chat_metadata["note_prompt"]
         if isinstance(chat_metadata.get("note_depth"), int):
             settings["author_note_depth"] = chat_metadata["note_depth"]
-    return ParsedChat(
-        "SillyTavern", title, _name(header.get("character_name")), _name(header.get("user_name")),
-        messages, parent, settings,
-    )
+    return settings
 
 
 def _read_tgw(label: str, title: str, document: dict, folder_name: str | None) -> ParsedChat:

@@ -1,5 +1,7 @@
-"""SillyTavern group chats in and out: its group file (groups/*.json) and its group chat files (JSON Lines with
-each message's speaker in `name` and `original_avatar`), swipes kept both ways.
+"""SillyTavern group chats in and out: its group file (`groups/<id>.json`) and its group chat files
+(`group chats/<chat>.jsonl`: a header line, then each message with its speaker in `name` and `original_avatar`),
+swipes kept both ways. SillyTavern before 1.13 wrote no header line in group chats and kept their metadata in
+the group file (`chat_metadata` for the open chat, `past_metadata` by chat); both are read.
 
 SillyTavern names members by their avatar file, which Storyteller does not keep: a member is matched to a
 character by name (the name its messages carry, else the avatar file's stem); when several characters
@@ -15,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from storyteller.core.cards.card_export import safe_file_name
-from storyteller.core.chat.chat_files import SILLYTAVERN, ChatFileError, ChatFiles, ParsedChat, parse_chat_file
+from storyteller.core.chat.chat_files import (
+    SILLYTAVERN, ChatFileError, ChatFiles, ParsedChat, parse_chat_file, sillytavern_chat_settings,
+)
 from storyteller.core.chat.groups import GroupChats
 from storyteller.core.context import AppContext
 from storyteller.storage.characters import CharacterRepository
@@ -55,7 +59,7 @@ class GroupFiles:
                 data = path.read_bytes()
             except OSError as exc:
                 raise ChatFileError(f"{path.name}: cannot read the file ({exc.strerror})") from None
-            chats.append(parse_chat_file(path.name, data, path.parent.name))
+            chats.append(_with_group_metadata(parse_chat_file(path.name, data, path.parent.name), document))
         avatars = list(dict.fromkeys(a for a in document["members"] if isinstance(a, str) and a.strip()))
         disabled = document.get("disabled_members")
         disabled = {a for a in disabled if isinstance(a, str)} if isinstance(disabled, list) else set()
@@ -118,7 +122,9 @@ class GroupFiles:
                 line["name"] = member.name
                 line.setdefault("original_avatar", avatars[member.id])
         text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-        return [(safe_file_name(group.name, "json"), json.dumps(document, ensure_ascii=False, indent=2).encode()),
+        # SillyTavern reads every groups/*.json but saves a group to groups/<id>.json: under another name
+        # its first edit would leave a second copy.
+        return [(safe_file_name(document["id"], "json"), json.dumps(document, ensure_ascii=False, indent=2).encode()),
                 (f"{chat_stem}.jsonl", text.encode("utf-8"))]
 
     # --- helpers --------------------------------------------------------------------------------
@@ -185,6 +191,19 @@ class GroupFiles:
         """Each member's avatar file name: the one it was imported with, else `Name.png`."""
         imported = group.settings.get("avatars", {})
         return {m.id: imported.get(str(m.id), f"{m.name}.png") for m in group.members}
+
+
+def _with_group_metadata(parsed: ParsedChat, document: dict[str, Any]) -> ParsedChat:
+    """A chat file without a header line (SillyTavern before 1.13) takes its metadata from the group file."""
+    if parsed.format != "SillyTavern" or "chat_metadata" in parsed.settings.get(SILLYTAVERN, {}):
+        return parsed
+    past = document.get("past_metadata")
+    metadata = past.get(parsed.title) if isinstance(past, dict) else None
+    if parsed.title == document.get("chat_id"):
+        metadata = document.get("chat_metadata")
+    if isinstance(metadata, dict):
+        parsed.settings = sillytavern_chat_settings({"chat_metadata": metadata})
+    return parsed
 
 
 def _texts(value: Any) -> list[str]:

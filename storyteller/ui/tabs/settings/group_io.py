@@ -34,7 +34,8 @@ def build(services: Services, shown: list) -> None:
             with gr.Column():
                 picker = gr.Dropdown([], label="Group chat", elem_id="export-group-chat")
                 export_btn = gr.Button("Export group file + chat .jsonl", elem_id="export-group")
-                exported = gr.File(label="Exported files", file_count="multiple", visible=False,
+                exported = gr.File(label="Exported: the .json goes in SillyTavern's data/<user>/groups/, the "
+                                         ".jsonl in data/<user>/group chats/", file_count="multiple", visible=False,
                                    interactive=False, elem_id="exported-group")
             with gr.Column():
                 choices_box = gr.Textbox(label="Members two characters share a name with: Name=ID, one a line",
