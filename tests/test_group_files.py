@@ -97,6 +97,20 @@ def test_an_older_sillytavern_group_chat_without_a_header_takes_its_metadata_fro
     assert header["chat_metadata"]["note_prompt"] == "Rain all day." and "mes" not in header
 
 
+@pytest.mark.parametrize("own_id", [None, "", True, {"a": 1}, 1700000000005])
+def test_a_group_file_id_sillytavern_could_not_have_written_exports_as_a_new_one(scripted_services, tmp_path, own_id):
+    group = tmp_path / "g.json"
+    group.write_text(json.dumps({**GROUP, "id": own_id}))
+    imported = scripted_services.group_files.import_files(group, [])
+    scripted_services.groups.new_chat(imported.group.id)
+    chat_id = scripted_services.groups.chat_ids(imported.group.id)[0]
+    (name, data), _ = scripted_services.group_files.export(chat_id)
+    document = json.loads(data)
+    assert isinstance(document["id"], str) and name == f"{document['id']}.json" and document["id"].isdigit()
+    if own_id == 1700000000005:
+        assert document["id"] == "1700000000005"
+
+
 def test_two_characters_with_the_member_name_are_a_choice(scripted_ctx, scripted_services, files):
     repo = CharacterRepository(scripted_ctx.db)
     first, second = repo.add(card("Ann"), None, {}, None), repo.add(card("Ann"), None, {}, None)

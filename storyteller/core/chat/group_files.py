@@ -102,8 +102,11 @@ class GroupFiles:
         chat_stem = safe_file_name(chat.title, "jsonl")[: -len(".jsonl")]
         avatars = self._avatars(group)
         saved = dict(group.settings.get(SILLYTAVERN, {}))
+        own_id = saved.pop("id", None)  # the imported file's, when it is one SillyTavern could have written
+        if isinstance(own_id, bool) or not isinstance(own_id, (str, int)) or not str(own_id).strip():
+            own_id = int(group.created_at * 1000)  # as SillyTavern makes one: the creation time in ms
         document = {
-            "id": str(saved.get("id") or int(group.created_at * 1000)),
+            "id": str(own_id),
             **saved,
             "name": group.name,
             "members": [avatars[m.id] for m in group.members],
