@@ -10,6 +10,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from storyteller.core.services import Services  # noqa: E402
+from storyteller.ui.links import OPENS_A_CHAT  # noqa: E402
 from storyteller.ui.page_script import HeadScript  # noqa: E402
 from storyteller.ui.tabs import characters, chat, experts, models, presets, settings, story  # noqa: E402
 from storyteller.ui.widgets import header, welcome  # noqa: E402
@@ -86,7 +87,7 @@ def build_ui(services: Services) -> gr.Blocks:
         welcome.connect(services, first_run, demo, tabs, chat_link, story_link)
         welcome.follow(services, first_run, server_connected)
         # A page (also one left open across an app restart) shows the chat it names, else the newest.
-        demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs)
+        demo.load(chat_link.page_load, chat_link.page_inputs, chat_link.outputs, concurrency_id=OPENS_A_CHAT)
         # The page shows the engine as it is now (a --model load may end after the UI was built), and then
         # polls it: loads, unloads, crashes, replies and downloads happen in other tabs and sessions.
         demo.load(lambda: header.refresh(services, activity), outputs=top.outputs)

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 import gradio as gr
 from gradio.components import Component
 
+# The events that choose the Chat tab's open chat run one at a time, in the order they were sent: a page load
+# still running when "New chat" was clicked, on a busy machine, ended after it and showed no chat open.
+OPENS_A_CHAT = "open-chat"
+
 
 @dataclass(frozen=True)
 class ChatLink:

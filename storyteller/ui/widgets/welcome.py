@@ -18,7 +18,7 @@ from gradio.events import Dependency
 from storyteller.core.models.library import human_size
 from storyteller.core.models.quick_start import StarterModel
 from storyteller.core.services import Services
-from storyteller.ui.links import ChatLink, StoryLink
+from storyteller.ui.links import OPENS_A_CHAT, ChatLink, StoryLink
 from storyteller.ui.widgets.activity import Activity
 from storyteller.ui.widgets.choices import character_choices
 from storyteller.ui.widgets.downloads import LIBRARY_ERRORS, download_with_progress, shown_in
@@ -149,7 +149,8 @@ def connect(services: Services, welcome: Welcome, demo: gr.Blocks, tabs: gr.Tabs
         return {tabs: gr.Tabs(selected="story"), **story.open(created.id), **hidden}
 
     demo.load(on_page_load, outputs=[*welcome.outputs, *welcome.cards], show_progress="hidden")
-    welcome.chat_btn.click(on_chat, outputs=[tabs, *chat.outputs, welcome.panel, welcome.reopen])
+    welcome.chat_btn.click(on_chat, outputs=[tabs, *chat.outputs, welcome.panel, welcome.reopen],
+                           concurrency_id=OPENS_A_CHAT)
     welcome.story_btn.click(on_story, outputs=[tabs, *story.outputs, welcome.panel, welcome.reopen])
 
 

@@ -18,7 +18,7 @@ from storyteller.core.cards.characters import Character, CharacterLibrary, Chara
 from storyteller.core.lore.book import LorebookDoc
 from storyteller.core.services import Services
 from storyteller.engine.interface import Engine
-from storyteller.ui.links import CharacterChatLink, ChatLink
+from storyteller.ui.links import OPENS_A_CHAT, CharacterChatLink, ChatLink
 from storyteller.ui.safe_markdown import escape_markdown
 from storyteller.ui.tabs import sharing
 from storyteller.ui.widgets.background import BackgroundTask
@@ -309,7 +309,7 @@ def connect(services: Services, link: CharacterChatLink, chat: ChatLink, tabs: g
         picker = gr.update(choices=chat.picker_choices(), value=str(character_id))
         return {tabs: gr.Tabs(selected="chat"), **chat.open(created.id, str(character_id)), chat.character: picker}
 
-    link.button.click(on_chat, link.inputs, [tabs, *chat.outputs])
+    link.button.click(on_chat, link.inputs, [tabs, *chat.outputs], concurrency_id=OPENS_A_CHAT)
 
 
 def _card_book(library: CharacterLibrary, character_id: int) -> LorebookDoc | None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from storyteller.core.services import Services
+from storyteller.ui.links import OPENS_A_CHAT
 from storyteller.ui.tabs.chat.page import DEFAULT_NOTE_DEPTH, ChatPage
 from storyteller.ui.tabs.chat.heading import ChatHeader
 from storyteller.ui.tabs.chat.render import chat_messages, swipe_label
@@ -168,6 +169,7 @@ class ChatBrowser:
     def on_save_settings(self, current: str, preset_name: str, template_id: str, note: str, depth: float,
                          character: str) -> dict:
         if not current:
+            gr.Warning("No chat is open: start one with New chat (these settings are the chat's own).")
             return {}
         self.chats.update_settings(current, author_note=note or "", author_note_depth=int(depth or 0))
         self.chats.bind(current, preset_name, template_id)
@@ -181,14 +183,15 @@ class ChatBrowser:
 
     def wire(self) -> None:
         p = self.page
-        p.character.change(self.on_character, p.character, p.open_outputs)
-        p.new_chat_btn.click(self.on_new_chat, p.character, p.open_outputs)
-        p.chat_list.input(self.on_pick, [p.chat_list, p.character], p.open_outputs)
+        p.character.change(self.on_character, p.character, p.open_outputs, concurrency_id=OPENS_A_CHAT)
+        p.new_chat_btn.click(self.on_new_chat, p.character, p.open_outputs, concurrency_id=OPENS_A_CHAT)
+        p.chat_list.input(self.on_pick, [p.chat_list, p.character], p.open_outputs, concurrency_id=OPENS_A_CHAT)
         p.rename_btn.click(self.on_rename, [p.chat_id, p.title, p.character], p.chat_list)
         p.save_settings_btn.click(self.on_save_settings,
                                   [p.chat_id, p.preset, p.template, p.author_note, p.note_depth, p.character],
                                   p.heading_outputs)
         p.delete_chat_btn.click(lambda: gr.update(visible=True), outputs=p.confirm_delete_btn)
-        p.confirm_delete_btn.click(self.on_delete_chat, [p.chat_id, p.character], [p.confirm_delete_btn, *p.open_outputs])
+        p.confirm_delete_btn.click(self.on_delete_chat, [p.chat_id, p.character], [p.confirm_delete_btn, *p.open_outputs],
+                                   concurrency_id=OPENS_A_CHAT)
         p.query.submit(self.on_search, p.query, p.results)
-        p.results.input(self.on_result, p.results, [p.character, *p.open_outputs])
+        p.results.input(self.on_result, p.results, [p.character, *p.open_outputs], concurrency_id=OPENS_A_CHAT)

@@ -12,6 +12,7 @@ from storyteller.core.chat.chats import ChatError, ReplyOptions
 from storyteller.core.chat.groups import MAX_TALK_TURNS
 from storyteller.core.services import Services
 from storyteller.storage.groups import PROMPT_MODES, STRATEGIES
+from storyteller.ui.links import OPENS_A_CHAT
 from storyteller.ui.widgets.errors import warns
 
 MAX_MEMBER_BUTTONS = 8
@@ -167,7 +168,8 @@ class GroupHandlers:
         p.chat_id.change(self.draw_row, p.chat_id, row.outputs).then(self.draw_members, p.chat_id, members)
         picker.accordion.expand(self.refresh_groups, None, picker.group)
         picker.group.change(self.on_group, picker.group, [picker.opener, picker.collage])
-        picker.new_chat_btn.click(self.on_new_chat, [picker.group, picker.opener], [p.character, *p.open_outputs])
+        picker.new_chat_btn.click(self.on_new_chat, [picker.group, picker.opener], [p.character, *p.open_outputs],
+                                  concurrency_id=OPENS_A_CHAT)
         picker.members_btn.click(self.on_members, [p.chat_id, *members],
                                  [*row.outputs, *members, *p.heading_outputs])
         picker.create_btn.click(self.on_create, [picker.name, picker.members, picker.strategy, picker.prompt_mode,

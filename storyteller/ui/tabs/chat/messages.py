@@ -6,6 +6,7 @@ import gradio as gr
 
 from storyteller.core.chat.chats import MessageView
 from storyteller.core.services import Services
+from storyteller.ui.links import OPENS_A_CHAT
 from storyteller.ui.safe_markdown import safe_markdown
 from storyteller.ui.tabs.chat.browse import ChatBrowser
 from storyteller.ui.tabs.chat.page import PICK_A_MESSAGE, ChatPage
@@ -66,4 +67,5 @@ class MessageActions:
         p.chatbot.select(self.on_select, p.chat_id, [p.selected, p.selected_text, p.selected_box])
         p.chatbot.edit(self.on_edit, p.chat_id, p.messages_outputs)
         p.delete_msg_btn.click(self.on_delete, [p.chat_id, p.selected], [*p.messages_outputs, p.selected, p.selected_text])
-        p.branch_btn.click(self.on_branch, [p.chat_id, p.selected, p.character], p.open_outputs)
+        p.branch_btn.click(self.on_branch, [p.chat_id, p.selected, p.character], p.open_outputs,
+                           concurrency_id=OPENS_A_CHAT)
