@@ -71,7 +71,8 @@ def test_catalog_model_downloads_with_progress_and_loads_in_one_click(page, medi
     page.screenshot(path=str(SCREENSHOTS / "library-downloading.png"), full_page=True)
     wait_text(page, "#download-progress", "downloaded, verified and added", timeout=60_000)
     medium_hub.bytes_per_second = None
-    assert "CognitiveFusion2-model-q4-k-m.gguf" in page.locator("#local-models").inner_text()
+    # The list of local models is redrawn by the download's next update, after the progress line says so.
+    wait_text(page, "#local-models", "CognitiveFusion2-model-q4-k-m.gguf")
 
     page.locator("#library-load").click()
     wait_text(page, "#library-status", "Loaded", timeout=60_000)
@@ -85,7 +86,7 @@ def test_old_layout_is_flagged_before_download_and_converted(page):
     wait_text(page, "#file-check", "old per-expert layout")
     page.locator("#download").click()
     wait_text(page, "#download-progress", "downloaded, verified and added", timeout=60_000)
-    assert "ggml-model-q4_k_m.gguf" in page.locator("#local-models").inner_text()
+    wait_text(page, "#local-models", "ggml-model-q4_k_m.gguf")
     page.screenshot(path=str(SCREENSHOTS / "library-old-layout.png"), full_page=True)
 
 
