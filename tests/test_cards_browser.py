@@ -153,6 +153,9 @@ def test_world_info_import_and_entry_edit(page, server, tmp_path):
     chooser.value.set_files(str(world))
     page.wait_for_function("() => document.querySelector('#lorebook-status').innerText.includes('Imported')", timeout=15_000)
     page.wait_for_function("() => document.querySelector('#book-entry-pick input').value.includes('Eldoria')", timeout=15_000)
+    # The entry's fields are drawn by the pick's own event: text typed before that would be drawn over.
+    page.wait_for_function("() => document.querySelector('#book-entry-content textarea').value === 'A realm.'",
+                           timeout=15_000)
     page.locator("#book-entry-content textarea").fill("A realm of two moons.")
     page.locator("#book-save-entry").click()
     page.wait_for_timeout(500)
